@@ -1,0 +1,7 @@
+"""`python -m aggregator` is the same as the `aggregator` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,361 @@
+"""YAML -> validated, frozen config objects, read once at start-up and passed down.
+
+Every error names the file, the source and the field, so that an operator
+can fix a config without reading code.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, fields
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from .errors import ConfigError
+from .layout import RESERVED_FOLDERS
+from .models import Category, FetchPolicy, Labels, SiteConfig, SourceConfig
+
+DEFAULT_CONFIG_PATH = Path("config/sources.yaml")
+CONFIG_ENV = "AGGREGATOR_CONFIG"
+DATABASE_ENV = "AGGREGATOR_DATABASE_URL"
+DEFAULT_USER_AGENT = "aggregator/0.1 (+https://github.com/aggregator/aggregator)"
+
+LABELS_BY_LANGUAGE: dict[str, Labels] = {
+    "en": Labels(
+        home="Home",
+        back_to_home="Back to home",
+        back_to_category="Back to {title}",
+        original="Original",
+        tags="Tags",
+        category="Category",
+        subscribe="Subscribe (Atom)",
+        newer="Newer",
+        older="Older",
+        page="Page {number}",
+    ),
+    "zh": Labels(
+        home="首页",
+        back_to_home="返回首页",
+        back_to_category="返回{title}",
+        original="原文",
+        tags="标签",
+        category="分类",
+        subscribe="订阅 (Atom)",
+        newer="较新",
+        older="较早",
+        page="第 {number} 页",
+    ),
+}
+LABEL_NAMES = tuple(f.name for f in fields(Labels))
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_SIZE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB|KB|MB|GB)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"b": 1, "kib": 1024, "mib": 1024**2, "gib": 1024**3, "kb": 1000, "mb": 1000**2, "gb": 1000**3}
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def parse_duration(value: object) -> timedelta:
+    """`"30m"`, `"20s"`, `"1.5h"`, `"2d"` or a number of seconds."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"expected a duration like '30s', '5m' or '1h', got {value!r}")
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"expected a duration like '30s', '5m' or '1h', got {value!r}")
+    seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
+    if seconds <= 0:
+        raise ValueError(f"a duration must be positive, got {value!r}")
+    return timedelta(seconds=seconds)
+
+
+def parse_size(value: object) -> int:
+    """`"15MiB"`, `"500KB"` or a number of bytes."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"expected a size like '15MiB', got {value!r}")
+    match = _SIZE.match(str(value))
+    if not match or int(match.group(1)) <= 0:
+        raise ValueError(f"expected a positive size like '15MiB' or '500KB', got {value!r}")
+    return int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()]
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
+
+
+def _check_http_url(value: str) -> str:
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an absolute http(s) URL, got {value!r}")
+    return value.strip()
+
+
+def _check_safe_name(value: str, what: str) -> str:
+    if not _SAFE_NAME.match(value):
+        raise ValueError(
+            f"{what} {value!r} must be 1-64 characters of letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit (it is used in paths and URLs)"
+        )
+    return value
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name such as 'Asia/Shanghai')") from None
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SiteModel(_Strict):
+    title: str = Field(min_length=1)
+    base_url: str
+    timezone: str = "UTC"
+    language: str = "en"
+    labels: dict[str, str] = Field(default_factory=dict)
+    items_per_feed: int = Field(default=50, ge=1, le=1000)
+    items_per_page: int = Field(default=50, ge=1, le=1000)
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        value = _check_http_url(value)
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        return _check_timezone(value)
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(LABEL_NAMES))
+        if unknown:
+            raise ValueError(f"unknown label(s) {', '.join(unknown)}; known: {', '.join(LABEL_NAMES)}")
+        return value
+
+
+class OutputModel(_Strict):
+    dir: str = "feeds"
+    formats: tuple[Literal["html", "jekyll"], ...] = Field(default=("html",), min_length=1)
+
+
+class DefaultsModel(_Strict):
+    interval: Duration = timedelta(minutes=30)
+    timeout: Duration = timedelta(seconds=20)
+    deadline: Duration = timedelta(seconds=60)
+    max_size: Size = 15 * 1024**2
+    max_redirects: int = Field(default=5, ge=0, le=30)
+    user_agent: str = Field(default=DEFAULT_USER_AGENT, min_length=1)
+
+
+class CategoryModel(_Strict):
+    title: str = Field(min_length=1)
+
+
+class SourceModel(_Strict):
+    name: str
+    url: str
+    category: str
+    tags: list[str] = Field(default_factory=list)
+    interval: Duration | None = None
+    timeout: Duration | None = None
+    timezone: str | None = None
+    keep_source_tags: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _check_http_url(value)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _check_safe_name(value, "name")
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str | None) -> str | None:
+        return None if value is None else _check_timezone(value)
+
+    @field_validator("category")
+    @classmethod
+    def _category(cls, value: str) -> str:
+        _check_safe_name(value, "category")
+        if value.lower() in RESERVED_FOLDERS:
+            reserved = ", ".join(sorted(RESERVED_FOLDERS))
+            raise ValueError(f"category {value!r} is reserved (reserved names: {reserved})")
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str]) -> list[str]:
+        tags = [tag.strip() for tag in value]
+        if any(not tag for tag in tags):
+            raise ValueError("tags must not be empty strings")
+        return list(dict.fromkeys(tags))
+
+
+class ConfigModel(_Strict):
+    site: SiteModel
+    database: str = "sqlite:///data/aggregator.db"
+    output: OutputModel = Field(default_factory=OutputModel)
+    defaults: DefaultsModel = Field(default_factory=DefaultsModel)
+    categories: dict[str, CategoryModel] = Field(default_factory=dict)
+    sources: list[SourceModel] = Field(min_length=1)
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_names(cls, sources: list[SourceModel]) -> list[SourceModel]:
+        seen: set[str] = set()
+        for source in sources:
+            if source.name in seen:
+                raise ValueError(f"duplicate source name {source.name!r}")
+            seen.add(source.name)
+        return sources
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything the aggregator needs, with paths resolved against the config file."""
+
+    path: Path
+    site: SiteConfig
+    database_url: str
+    output_dir: Path
+    formats: frozenset[str]
+    sources: tuple[SourceConfig, ...]
+
+    def source(self, name: str) -> SourceConfig:
+        for source in self.sources:
+            if source.name == name:
+                return source
+        raise ConfigError(f"{self.path}: no source named {name!r}")
+
+
+def config_path(cli_value: str | None) -> Path:
+    """-c/--config, else $AGGREGATOR_CONFIG, else config/sources.yaml."""
+    return Path(cli_value or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate the YAML file; raise ConfigError with a precise message."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read config: {error.strerror or error}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: invalid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping with 'site' and 'sources' at the top level")
+    try:
+        model = ConfigModel.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(_describe(path, raw, error)) from None
+    return _build(path, model)
+
+
+def _describe(path: Path, raw: dict[str, Any], error: ValidationError) -> str:
+    """One line per problem: file, source (by name when it has one) and field."""
+    lines = []
+    sources = raw.get("sources")
+    for problem in error.errors():
+        location = list(problem["loc"])
+        source = ""
+        if len(location) >= 2 and location[0] == "sources" and isinstance(location[1], int):
+            index = location[1]
+            name = None
+            if isinstance(sources, list) and index < len(sources) and isinstance(sources[index], dict):
+                name = sources[index].get("name")
+            source = f"source {name!r}: " if name else f"sources[{index}]: "
+            location = location[2:]
+        where = ".".join(str(part) for part in location)
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"{path}: {source}{where + ': ' if where else ''}{message}")
+    return "\n".join(lines)
+
+
+def _resolve_database_url(value: str, base: Path) -> str:
+    url_text = os.environ.get(DATABASE_ENV) or value
+    try:
+        url = make_url(url_text)
+    except ArgumentError:
+        raise ConfigError(f"{base}: database: not a database URL: {url_text!r}") from None
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        database = Path(url.database)
+        if not database.is_absolute():
+            url = url.set(database=str((base.parent / database).resolve()))
+    return url.render_as_string(hide_password=False)
+
+
+def _build(path: Path, model: ConfigModel) -> Config:
+    site_model = model.site
+    labels = LABELS_BY_LANGUAGE.get(site_model.language.split("-")[0].lower(), LABELS_BY_LANGUAGE["en"])
+    labels = Labels(**{name: site_model.labels.get(name, getattr(labels, name)) for name in LABEL_NAMES})
+    used = dict.fromkeys(source.category for source in model.sources)
+    unknown = sorted(set(model.categories) - set(used))
+    if unknown:
+        raise ConfigError(f"{path}: categories: {', '.join(unknown)} not used by any source")
+    categories = tuple(
+        Category(slug=slug, title=model.categories[slug].title if slug in model.categories else slug)
+        for slug in used
+    )
+    site = SiteConfig(
+        title=site_model.title,
+        base_url=site_model.base_url,
+        timezone=site_model.timezone,
+        language=site_model.language,
+        labels=labels,
+        items_per_feed=site_model.items_per_feed,
+        items_per_page=site_model.items_per_page,
+        categories=categories,
+    )
+    defaults = model.defaults
+    sources = tuple(
+        SourceConfig(
+            name=source.name,
+            url=source.url,
+            category=source.category,
+            tags=tuple(source.tags),
+            interval=source.interval or defaults.interval,
+            timezone=source.timezone or site.timezone,
+            keep_source_tags=source.keep_source_tags,
+            fetch=FetchPolicy(
+                user_agent=defaults.user_agent,
+                connect_timeout=min((source.timeout or defaults.timeout).total_seconds(), 10.0),
+                read_timeout=(source.timeout or defaults.timeout).total_seconds(),
+                deadline=defaults.deadline.total_seconds(),
+                max_bytes=defaults.max_size,
+                max_redirects=defaults.max_redirects,
+            ),
+        )
+        for source in model.sources
+    )
+    output_dir = Path(model.output.dir)
+    return Config(
+        path=path,
+        site=site,
+        database_url=_resolve_database_url(model.database, path),
+        output_dir=output_dir if output_dir.is_absolute() else (path.parent / output_dir).resolve(),
+        formats=frozenset(model.output.formats),
+        sources=sources,
+    )

@@ -1,0 +1,31 @@
+"""Errors the aggregator raises on purpose.
+
+    AggregatorError          anything we report as a one-line message
+    ├── ConfigError          the YAML config is missing, malformed or invalid
+    ├── FetchError           a source could not be fetched (network, HTTP status, limits)
+    ├── ParseError           fetched bytes are not a usable RSS/Atom document
+    └── StoreError           the database is unreachable or refused an operation
+
+A failing source is recorded as data (error count, message, backoff); these
+exceptions only cross the boundary of one source's update or of the CLI.
+"""
+
+
+class AggregatorError(Exception):
+    """Base of every error the aggregator raises deliberately."""
+
+
+class ConfigError(AggregatorError):
+    """The configuration file cannot be used as it is."""
+
+
+class FetchError(AggregatorError):
+    """A source could not be fetched; the message says why."""
+
+
+class ParseError(AggregatorError):
+    """A fetched body is not a feed we can read."""
+
+
+class StoreError(AggregatorError):
+    """The database cannot be reached or used."""

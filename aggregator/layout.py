@@ -1,0 +1,114 @@
+"""Where things live in the output folder and at which URL (the output contract).
+
+Pure functions only: publish decides *which* files to write, render decides
+*what* goes in them, and both agree on paths through this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+from urllib.parse import quote, urlsplit
+
+# Top-level folder names that a category slug may not take.
+RESERVED_FOLDERS = frozenset({"tags", "page", "_posts", "assets"})
+
+_MAX_SLUG_LENGTH = 60
+_NON_ALNUM = re.compile(r"[^a-z0-9]+")
+_UNSAFE_IN_FOLDER = re.compile(r"[\x00-\x1f\x7f/\\?#%\"<>|:*]+")
+_WHITESPACE = re.compile(r"\s+")
+
+
+def short_hash(text: str, length: int = 10) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+
+
+def _is_latin(title: str) -> bool:
+    letters = [ch for ch in title if ch.isalpha()]
+    return bool(letters) and all(unicodedata.name(ch, "").startswith("LATIN") for ch in letters)
+
+
+def slug_for(title: str, url_key: str) -> str:
+    """An ASCII slug of a Latin title, else a short stable hash of the url key."""
+    if _is_latin(title):
+        folded = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode("ascii")
+        slug = _NON_ALNUM.sub("-", folded.lower()).strip("-")
+        if len(slug) > _MAX_SLUG_LENGTH:
+            slug = slug[:_MAX_SLUG_LENGTH].rsplit("-", 1)[0] or slug[:_MAX_SLUG_LENGTH]
+        if slug:
+            return slug
+    return short_hash(url_key)
+
+
+def archive_path(category: str, published: datetime, slug: str) -> str:
+    """`<category>/<YYYY>/<MM>/<DD>/<slug>.html`, dated in the publisher's own offset."""
+    return f"{category}/{published:%Y/%m/%d}/{slug}.html"
+
+
+def jekyll_post_path(published: datetime, slug: str) -> str:
+    return f"_posts/{published:%Y-%m-%d}-{slug}.md"
+
+
+def tag_folder(tag: str) -> str:
+    """A folder name for a tag: CJK and case kept, path syntax removed."""
+    name = unicodedata.normalize("NFKC", tag).strip()
+    name = _UNSAFE_IN_FOLDER.sub("-", _WHITESPACE.sub("-", name)).strip("-.")
+    return name or f"tag-{short_hash(tag, 8)}"
+
+
+def absolute_url(base_url: str, path: str) -> str:
+    """The public URL of a path in the output folder, percent-encoded (CJK tags)."""
+    return base_url + quote(path, safe="/")
+
+
+def site_relative_url(base_url: str, path: str) -> str:
+    """The URL of a path as used in links between our own pages: no scheme or host."""
+    return urlsplit(base_url).path + quote(path, safe="/")
+
+
+def protocol_relative_url(base_url: str, path: str) -> str:
+    """`//host/path`, the form the seed's Jekyll back links use."""
+    return "//" + absolute_url(base_url, path).split("//", 1)[1]
+
+
+def index_page_path(folder: str, number: int) -> str:
+    return f"{folder}index.html" if number == 1 else f"{folder}page/{number}/index.html"
+
+
+def link_path(path: str) -> str:
+    """The path to link to: a folder rather than its `index.html`, so each page has one URL."""
+    if path == "index.html" or path.endswith("/index.html"):
+        return path.removesuffix("index.html")
+    return path
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """A set of items with its own index pages and output feed: home, a category or a tag."""
+
+    kind: Literal["home", "category", "tag"]
+    key: str  # "" for home, the category slug, or the tag text
+    title: str
+
+    @property
+    def folder(self) -> str:
+        if self.kind == "home":
+            return ""
+        if self.kind == "category":
+            return f"{self.key}/"
+        return f"tags/{tag_folder(self.key)}/"
+
+    @property
+    def feed_path(self) -> str:
+        return f"{self.folder}atom.xml"
+
+    def page_path(self, number: int) -> str:
+        return index_page_path(self.folder, number)
+
+    def full_title(self, site_title: str) -> str:
+        """The title of the listing's index pages and output feed: the site's own for home."""
+        return site_title if self.kind == "home" else f"{self.title} · {site_title}"

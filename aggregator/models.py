@@ -1,0 +1,219 @@
+"""The few records that flow between stages.
+
+Frozen and slotted so that a stage can never mutate what another stage
+handed it; every datetime is timezone-aware. This module imports nothing
+else from the package, so every stage may depend on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class FetchPolicy:
+    """Limits and identity for every HTTP request made for a source."""
+
+    user_agent: str
+    connect_timeout: float  # seconds to establish the TCP/TLS connection
+    read_timeout: float  # seconds a single socket read may block
+    deadline: float  # seconds for the whole response, headers and body
+    max_bytes: int  # body size cap, counted after decompression
+    max_redirects: int
+
+
+@dataclass(frozen=True, slots=True)
+class SourceConfig:
+    """One source as configured in YAML, after validation and defaults."""
+
+    name: str
+    url: str
+    category: str  # category slug, safe to use as a folder name
+    tags: tuple[str, ...]
+    interval: timedelta
+    timezone: str  # IANA zone applied to dates that carry no UTC offset
+    keep_source_tags: bool  # keep the source's own <category> values as item tags
+    fetch: FetchPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class Category:
+    slug: str  # used in paths and URLs
+    title: str  # shown on pages, in feed titles and back links
+
+
+@dataclass(frozen=True, slots=True)
+class Labels:
+    """The fixed texts on pages, chosen by site.language and overridable."""
+
+    home: str
+    back_to_home: str
+    back_to_category: str  # contains "{title}"
+    original: str
+    tags: str
+    category: str
+    subscribe: str
+    newer: str
+    older: str
+    page: str  # contains "{number}"
+
+
+@dataclass(frozen=True, slots=True)
+class SiteConfig:
+    title: str
+    base_url: str  # absolute, always ends with "/"
+    timezone: str
+    language: str
+    labels: Labels
+    items_per_feed: int
+    items_per_page: int
+    categories: tuple[Category, ...]
+
+    def category_title(self, slug: str) -> str:
+        for category in self.categories:
+            if category.slug == slug:
+                return category.title
+        return slug
+
+
+@dataclass(frozen=True, slots=True)
+class SourceState:
+    """What the store remembers about a source between polls."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+    next_check_at: datetime | None = None
+    error_count: int = 0
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """One HTTP response for a source; body is empty when not modified."""
+
+    url: str  # the URL requested
+    final_url: str  # after redirects
+    status: int
+    headers: Mapping[str, str]  # lower-case names
+    body: bytes
+
+    @property
+    def not_modified(self) -> bool:
+        return self.status == 304
+
+    @property
+    def etag(self) -> str | None:
+        return self.headers.get("etag")
+
+    @property
+    def last_modified(self) -> str | None:
+        return self.headers.get("last-modified")
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One entry taken from a source, before it is stored."""
+
+    url_key: str  # dedup key: normalized original URL, else derived from guid or content
+    url: str | None  # original link, absolute
+    guid: str | None
+    title: str  # plain text
+    summary: str  # publisher's HTML or text, raw; sanitized at render time
+    content: str  # publisher's HTML, raw; sanitized at render time
+    published: datetime | None  # aware, with the publisher's UTC offset
+    updated: datetime | None  # aware, with the publisher's UTC offset
+    authors: tuple[str, ...]
+    tags: tuple[str, ...]  # the source's own categories, when the source keeps them
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedFeed:
+    """What parse gives back for one fetched body."""
+
+    title: str
+    link: str | None  # the publisher's site
+    items: tuple[Item, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRef:
+    """Where a stored item came from, for atom:source."""
+
+    name: str
+    title: str
+    url: str  # the source's feed URL
+    link: str | None  # the publisher's site
+
+
+@dataclass(frozen=True, slots=True)
+class StoredItem:
+    """An item as stored; slug, archive_path and entry_id never change."""
+
+    id: int
+    entry_id: str  # Atom entry id
+    slug: str
+    archive_path: str  # relative to the output folder, e.g. "emnews/2022/03/14/ab12cd34ef.html"
+    url: str | None
+    url_key: str
+    title: str
+    summary: str
+    content: str
+    published: datetime  # aware, publisher's offset; first sight when the source gave none
+    updated: datetime  # aware
+    first_seen: datetime  # aware, UTC
+    authors: tuple[str, ...]
+    category: str  # the category of the archive path
+    categories: tuple[str, ...]  # every category the item belongs to, archive category first
+    tags: tuple[str, ...]
+    sources: tuple[SourceRef, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateResult:
+    """The outcome of polling one source; errors are values, not exceptions."""
+
+    source: str
+    status: int | None = None
+    new: int = 0
+    updated: int = 0
+    seen: int = 0
+    not_modified: bool = False
+    error: str | None = None
+    duration: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True, slots=True)
+class SourceStatus:
+    """A row of `aggregator status`."""
+
+    name: str
+    url: str
+    last_polled_at: datetime | None
+    last_status: int | None
+    items: int
+    error_count: int
+    last_error: str | None
+    next_check_at: datetime | None
+
+
+__all__ = [
+    "Category",
+    "FetchPolicy",
+    "Fetched",
+    "Item",
+    "Labels",
+    "ParsedFeed",
+    "SiteConfig",
+    "SourceConfig",
+    "SourceRef",
+    "SourceState",
+    "SourceStatus",
+    "StoredItem",
+    "UpdateResult",
+]

@@ -1,0 +1,695 @@
+"""SQLAlchemy 2 store: sources and their schedule, items deduplicated by url key.
+
+Dedup is the database's job: `items.url_key` is UNIQUE and inserts use
+ON CONFLICT DO NOTHING, so even two writers cannot create a duplicate item.
+Identity (slug, archive path, Atom id) is fixed when an item is first stored.
+Every change bumps `items.revision`; publish renders what has
+`revision != published_revision` and then marks it, so a crash between the
+two only means the same files are written again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Dialect,
+    Engine,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    and_,
+    create_engine,
+    event,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from . import layout
+from .errors import StoreError
+from .models import Item, ParsedFeed, SourceConfig, SourceRef, SourceState, SourceStatus, StoredItem
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+_MIGRATION_LOCK_ID = 7_402_314_159  # pg_advisory_xact_lock key: one migrator at a time
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes stored as naive UTC, identical on SQLite and PostgreSQL."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+metadata = MetaData()
+
+sources_table = Table(
+    "sources",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("url", Text, nullable=False),
+    Column("title", Text),
+    Column("link", Text),
+    Column("etag", Text),
+    Column("last_modified", Text),
+    Column("last_polled_at", UTCDateTime),
+    Column("last_status", Integer),
+    Column("last_error", Text),
+    Column("error_count", Integer, nullable=False, server_default="0"),
+    Column("next_check_at", UTCDateTime),
+)
+
+items_table = Table(
+    "items",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("url_key", Text, nullable=False, unique=True),
+    Column("entry_id", Text, nullable=False),
+    Column("slug", Text, nullable=False),
+    Column("archive_path", Text, nullable=False, unique=True),
+    Column("category", String(64), nullable=False),
+    Column("url", Text),
+    Column("guid", Text),
+    Column("title", Text, nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("content", Text, nullable=False),
+    Column("authors", Text, nullable=False),
+    Column("published_at", UTCDateTime, nullable=False),
+    Column("published_offset", Integer, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("updated_offset", Integer, nullable=False),
+    Column("first_seen_at", UTCDateTime, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("revision", Integer, nullable=False, server_default="1"),
+    Column("published_revision", Integer, nullable=False, server_default="0"),
+)
+
+item_sources_table = Table(
+    "item_sources",
+    metadata,
+    Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), primary_key=True),
+    Column("source_id", Integer, ForeignKey("sources.id", ondelete="CASCADE"), primary_key=True),
+    Column("added_at", UTCDateTime, nullable=False),
+    Column("content_hash", String(64), nullable=False),  # this source's version of the item
+)
+
+item_labels_table = Table(
+    "item_labels",
+    metadata,
+    Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), primary_key=True),
+    Column("kind", String(16), primary_key=True),  # "category" or "tag"
+    Column("value", Text, primary_key=True),
+    Column("position", Integer, nullable=False),
+)
+
+CATEGORY = "category"
+TAG = "tag"
+
+
+@dataclass(frozen=True, slots=True)
+class SaveResult:
+    new: int
+    updated: int
+    seen: int
+
+
+@dataclass(frozen=True, slots=True)
+class PendingItem:
+    """An item whose current revision has not been published yet."""
+
+    item: StoredItem
+    revision: int
+
+
+def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def create_store_engine(url: str) -> Engine:
+    """An engine with the settings the aggregator relies on (WAL + busy timeout on SQLite)."""
+    try:
+        engine = create_engine(url, pool_pre_ping=True)
+    except (SQLAlchemyError, ImportError) as error:
+        raise StoreError(f"cannot use database {display_url(url)}: {error}") from None
+    if engine.dialect.name == "sqlite":
+        database = engine.url.database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        event.listen(engine, "connect", _set_sqlite_pragmas)
+    return engine
+
+
+def display_url(url: str) -> str:
+    """The database URL without its password, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<invalid database URL>"
+
+
+def upgrade_schema(engine: Engine) -> None:
+    """Apply Alembic migrations up to head; safe when several workers start at once."""
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    try:
+        with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_ID})
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    except SQLAlchemyError as error:
+        raise StoreError(
+            f"cannot open database {display_url(str(engine.url))}: {_first_line(error)}"
+        ) from None
+
+
+def _first_line(error: BaseException) -> str:
+    return str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+
+
+def _offset_minutes(moment: datetime) -> int:
+    offset = moment.utcoffset()
+    return 0 if offset is None else int(offset.total_seconds() // 60)
+
+
+def _with_offset(moment: datetime, minutes: int) -> datetime:
+    return moment.astimezone(timezone(timedelta(minutes=minutes)))
+
+
+def _content_hash(item: Item) -> str:
+    """What makes an item "changed"; the link is left out (its tracking variants are one item)."""
+    fields = [
+        item.title,
+        item.summary,
+        item.content,
+        json.dumps(item.authors, ensure_ascii=False),
+        item.published.isoformat() if item.published else "",
+        item.updated.isoformat() if item.updated else "",
+    ]
+    return hashlib.sha256("\x1f".join(fields).encode("utf-8")).hexdigest()
+
+
+def _storable(item: Item) -> Item:
+    """Drop NUL characters, which PostgreSQL text cannot hold and no reader wants."""
+
+    def clean(text: str) -> str:
+        return text.replace("\x00", "")
+
+    return replace(
+        item,
+        title=clean(item.title),
+        summary=clean(item.summary),
+        content=clean(item.content),
+        url=item.url and clean(item.url),
+        guid=item.guid and clean(item.guid),
+        authors=tuple(map(clean, item.authors)),
+        tags=tuple(map(clean, item.tags)),
+    )
+
+
+def entry_id_for(url_key: str) -> str:
+    """A stable Atom id that does not depend on base_url or on where the item is published."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, url_key).urn
+
+
+class Store:
+    """All database access; short transactions, one per operation."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        engine = create_store_engine(url)
+        upgrade_schema(engine)
+        return cls(engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- sources -----------------------------------------------------------
+
+    def sync_sources(self, sources: Sequence[SourceConfig]) -> None:
+        """Make sure every configured source has a row; a changed URL forgets old validators."""
+        with self._begin() as conn:
+            existing = {row.name: row for row in conn.execute(select(sources_table))}
+            for source in sources:
+                row = existing.get(source.name)
+                if row is None:
+                    conn.execute(sources_table.insert().values(name=source.name, url=source.url))
+                elif row.url != source.url:
+                    conn.execute(
+                        update(sources_table)
+                        .where(sources_table.c.id == row.id)
+                        .values(url=source.url, etag=None, last_modified=None, next_check_at=None)
+                    )
+
+    def due_sources(self, names: Iterable[str], now: datetime) -> list[str]:
+        """The given sources whose next check is due (or that were never polled)."""
+        wanted = list(names)
+        with self._begin() as conn:
+            rows = conn.execute(
+                select(sources_table.c.name).where(
+                    sources_table.c.name.in_(wanted),
+                    (sources_table.c.next_check_at.is_(None)) | (sources_table.c.next_check_at <= now),
+                )
+            )
+            due = {row.name for row in rows}
+        return [name for name in wanted if name in due]
+
+    def source_state(self, name: str) -> SourceState:
+        with self._begin() as conn:
+            row = conn.execute(select(sources_table).where(sources_table.c.name == name)).one_or_none()
+        if row is None:
+            return SourceState()
+        return SourceState(
+            etag=row.etag,
+            last_modified=row.last_modified,
+            next_check_at=row.next_check_at,
+            error_count=row.error_count,
+            last_error=row.last_error,
+        )
+
+    def record_not_modified(self, name: str, status: int, now: datetime, next_check_at: datetime) -> None:
+        with self._begin() as conn:
+            conn.execute(
+                update(sources_table)
+                .where(sources_table.c.name == name)
+                .values(
+                    last_polled_at=now,
+                    last_status=status,
+                    last_error=None,
+                    error_count=0,
+                    next_check_at=next_check_at,
+                )
+            )
+
+    def record_failure(
+        self, name: str, error: str, status: int | None, now: datetime, next_check_at: datetime
+    ) -> None:
+        with self._begin() as conn:
+            conn.execute(
+                update(sources_table)
+                .where(sources_table.c.name == name)
+                .values(
+                    last_polled_at=now,
+                    last_status=status,
+                    last_error=error,
+                    error_count=sources_table.c.error_count + 1,
+                    next_check_at=next_check_at,
+                )
+            )
+
+    def save_items(
+        self,
+        source: SourceConfig,
+        feed: ParsedFeed,
+        *,
+        status: int,
+        etag: str | None,
+        last_modified: str | None,
+        now: datetime,
+        next_check_at: datetime,
+    ) -> SaveResult:
+        """Record a successful poll and merge its items, in one transaction."""
+        new = updated = 0
+        with self._begin() as conn:
+            source_id = conn.execute(
+                select(sources_table.c.id).where(sources_table.c.name == source.name)
+            ).scalar_one()
+            conn.execute(
+                update(sources_table)
+                .where(sources_table.c.id == source_id)
+                .values(
+                    title=feed.title,
+                    link=feed.link,
+                    url=source.url,
+                    etag=etag,
+                    last_modified=last_modified,
+                    last_polled_at=now,
+                    last_status=status,
+                    last_error=None,
+                    error_count=0,
+                    next_check_at=next_check_at,
+                )
+            )
+            for item in feed.items:
+                outcome = self._merge_item(conn, source, source_id, item, now)
+                new += outcome == "new"
+                updated += outcome == "updated"
+        return SaveResult(new=new, updated=updated, seen=len(feed.items))
+
+    def _merge_item(
+        self, conn: Connection, source: SourceConfig, source_id: int, item: Item, now: datetime
+    ) -> str:
+        """Insert, update or relabel one item; returns "new", "updated", "relabelled" or "unchanged".
+
+        A source only updates the content of an item when its own version of
+        the item changes, so two sources carrying different versions of the
+        same article do not overwrite each other on every poll.
+        """
+        item = _storable(item)
+        content_hash = _content_hash(item)
+        item_id = self._find_item(conn, item.url_key)
+        if item_id is None:
+            item_id = self._insert_item(conn, source, item, content_hash, now)
+            if item_id is not None:
+                self._link_source(conn, item_id, source_id, content_hash, now)
+                self._add_labels(conn, item_id, source, item)
+                return "new"
+            item_id = self._find_item(conn, item.url_key)  # another writer inserted it first
+            if item_id is None:
+                raise StoreError(f"item {item.url_key!r} vanished while being merged")
+        newly_linked, source_changed = self._link_source(conn, item_id, source_id, content_hash, now)
+        relabelled = self._add_labels(conn, item_id, source, item) or newly_linked
+        values: dict[str, Any] = {}
+        if source_changed:
+            updated_at = item.updated or now.astimezone(ZoneInfo(source.timezone))
+            values = {
+                "url": item.url,
+                "guid": item.guid,
+                "title": item.title,
+                "summary": item.summary,
+                "content": item.content,
+                "authors": json.dumps(item.authors, ensure_ascii=False),
+                "content_hash": content_hash,
+                "updated_at": updated_at,
+                "updated_offset": _offset_minutes(updated_at),
+            }
+            if item.published is not None:
+                values["published_at"] = item.published
+                values["published_offset"] = _offset_minutes(item.published)
+        if values or relabelled:
+            conn.execute(
+                update(items_table)
+                .where(items_table.c.id == item_id)
+                .values(revision=items_table.c.revision + 1, **values)
+            )
+        return "updated" if values else ("relabelled" if relabelled else "unchanged")
+
+    def _find_item(self, conn: Connection, url_key: str) -> int | None:
+        return conn.execute(
+            select(items_table.c.id).where(items_table.c.url_key == url_key)
+        ).scalar_one_or_none()
+
+    def _link_source(
+        self, conn: Connection, item_id: int, source_id: int, content_hash: str, now: datetime
+    ) -> tuple[bool, bool]:
+        """Record that this source carries the item: (newly linked, this source's version changed)."""
+        previous = conn.execute(
+            select(item_sources_table.c.content_hash).where(
+                item_sources_table.c.item_id == item_id, item_sources_table.c.source_id == source_id
+            )
+        ).one_or_none()
+        if previous is None:
+            conn.execute(
+                _insert_for(conn)(item_sources_table)
+                .values(item_id=item_id, source_id=source_id, added_at=now, content_hash=content_hash)
+                .on_conflict_do_nothing()
+            )
+            return True, False
+        if previous.content_hash == content_hash:
+            return False, False
+        conn.execute(
+            update(item_sources_table)
+            .where(item_sources_table.c.item_id == item_id, item_sources_table.c.source_id == source_id)
+            .values(content_hash=content_hash)
+        )
+        return False, True
+
+    def _insert_item(
+        self, conn: Connection, source: SourceConfig, item: Item, content_hash: str, now: datetime
+    ) -> int | None:
+        """Insert a new item; None when another writer inserted the same url key first."""
+        published = item.published or now.astimezone(ZoneInfo(source.timezone))
+        updated_at = item.updated or published
+        slug = layout.slug_for(item.title, item.url_key)
+        path = layout.archive_path(source.category, published, slug)
+        taken = conn.execute(select(items_table.c.id).where(items_table.c.archive_path == path)).first()
+        if taken is not None:
+            slug = f"{slug}-{layout.short_hash(item.url_key, 6)}"
+            path = layout.archive_path(source.category, published, slug)
+        values = {
+            "url_key": item.url_key,
+            "entry_id": entry_id_for(item.url_key),
+            "slug": slug,
+            "archive_path": path,
+            "category": source.category,
+            "url": item.url,
+            "guid": item.guid,
+            "title": item.title,
+            "summary": item.summary,
+            "content": item.content,
+            "authors": json.dumps(item.authors, ensure_ascii=False),
+            "published_at": published,
+            "published_offset": _offset_minutes(published),
+            "updated_at": updated_at,
+            "updated_offset": _offset_minutes(updated_at),
+            "first_seen_at": now,
+            "content_hash": content_hash,
+            "revision": 1,
+            "published_revision": 0,
+        }
+        insert = _insert_for(conn)(items_table).values(**values)
+        statement = insert.on_conflict_do_nothing(index_elements=["url_key"]).returning(items_table.c.id)
+        return conn.execute(statement).scalar_one_or_none()
+
+    def _add_labels(self, conn: Connection, item_id: int, source: SourceConfig, item: Item) -> bool:
+        """Add the source's category and tags (and the item's own tags); True if any was new."""
+        have = {
+            (row.kind, row.value): row.position
+            for row in conn.execute(
+                select(
+                    item_labels_table.c.kind, item_labels_table.c.value, item_labels_table.c.position
+                ).where(item_labels_table.c.item_id == item_id)
+            )
+        }
+        wanted = [(CATEGORY, source.category)] + [(TAG, tag) for tag in (*source.tags, *item.tags)]
+        missing = [label for label in dict.fromkeys(wanted) if label not in have]
+        next_position = max(have.values(), default=-1) + 1
+        for position, (kind, value) in enumerate(missing, start=next_position):
+            conn.execute(
+                _insert_for(conn)(item_labels_table)
+                .values(item_id=item_id, kind=kind, value=value, position=position)
+                .on_conflict_do_nothing()
+            )
+        return bool(missing)
+
+    # -- reading for publish and status ---------------------------------------
+
+    def pending(self) -> list[PendingItem]:
+        """Items changed since they were last published, newest first."""
+        with self._begin() as conn:
+            rows = conn.execute(
+                select(items_table)
+                .where(items_table.c.revision != items_table.c.published_revision)
+                .order_by(items_table.c.published_at.desc(), items_table.c.id.desc())
+            ).all()
+            items = self._hydrate(conn, rows)
+        return [PendingItem(item=item, revision=row.revision) for item, row in zip(items, rows, strict=True)]
+
+    def mark_published(self, pending: Iterable[PendingItem]) -> None:
+        """Remember what was written, unless the item changed again meanwhile."""
+        with self._begin() as conn:
+            for entry in pending:
+                conn.execute(
+                    update(items_table)
+                    .where(and_(items_table.c.id == entry.item.id, items_table.c.revision == entry.revision))
+                    .values(published_revision=entry.revision)
+                )
+
+    def mark_all_published(self) -> None:
+        with self._begin() as conn:
+            conn.execute(update(items_table).values(published_revision=items_table.c.revision))
+
+    def iter_items(self, batch_size: int = 500) -> Iterator[StoredItem]:
+        """Every item, newest first, in batches so memory stays flat."""
+        last: tuple[datetime, int] | None = None
+        while True:
+            query = select(items_table).order_by(items_table.c.published_at.desc(), items_table.c.id.desc())
+            if last is not None:
+                query = query.where(
+                    (items_table.c.published_at < last[0])
+                    | ((items_table.c.published_at == last[0]) & (items_table.c.id < last[1]))
+                )
+            with self._begin() as conn:
+                rows = conn.execute(query.limit(batch_size)).all()
+                batch = self._hydrate(conn, rows)
+            yield from batch
+            if len(rows) < batch_size:
+                return
+            last = (rows[-1].published_at, rows[-1].id)
+
+    def listing_items(self, kind: str, key: str, limit: int | None = None) -> list[StoredItem]:
+        """Items of home (kind "home"), a category or a tag, newest first."""
+        query = select(items_table).order_by(items_table.c.published_at.desc(), items_table.c.id.desc())
+        if kind != "home":
+            labelled = select(item_labels_table.c.item_id).where(
+                item_labels_table.c.kind == kind, item_labels_table.c.value == key
+            )
+            query = query.where(items_table.c.id.in_(labelled))
+        if limit is not None:
+            query = query.limit(limit)
+        with self._begin() as conn:
+            return self._hydrate(conn, conn.execute(query).all())
+
+    def labels(self) -> dict[str, list[str]]:
+        """Every category and tag in use: {"category": [...], "tag": [...]}, sorted."""
+        with self._begin() as conn:
+            rows = conn.execute(
+                select(item_labels_table.c.kind, item_labels_table.c.value)
+                .distinct()
+                .order_by(item_labels_table.c.kind, item_labels_table.c.value)
+            )
+            found: dict[str, list[str]] = {CATEGORY: [], TAG: []}
+            for row in rows:
+                found.setdefault(row.kind, []).append(row.value)
+        return found
+
+    def count_items(self) -> int:
+        with self._begin() as conn:
+            return int(conn.execute(select(func.count()).select_from(items_table)).scalar_one())
+
+    def status(self) -> list[SourceStatus]:
+        counts = (
+            select(item_sources_table.c.source_id, func.count().label("item_count"))
+            .group_by(item_sources_table.c.source_id)
+            .subquery()
+        )
+        with self._begin() as conn:
+            rows = conn.execute(
+                select(sources_table, func.coalesce(counts.c.item_count, 0).label("item_count"))
+                .outerjoin(counts, counts.c.source_id == sources_table.c.id)
+                .order_by(sources_table.c.name)
+            ).all()
+        return [
+            SourceStatus(
+                name=row.name,
+                url=row.url,
+                last_polled_at=row.last_polled_at,
+                last_status=row.last_status,
+                items=row.item_count,
+                error_count=row.error_count,
+                last_error=row.last_error,
+                next_check_at=row.next_check_at,
+            )
+            for row in rows
+        ]
+
+    def _hydrate(self, conn: Connection, rows: Sequence[Any]) -> list[StoredItem]:
+        """Turn item rows into StoredItems with their labels and sources (two batched queries)."""
+        ids = [row.id for row in rows]
+        labels: dict[int, dict[str, list[str]]] = defaultdict(lambda: {CATEGORY: [], TAG: []})
+        refs: dict[int, list[SourceRef]] = defaultdict(list)
+        for chunk in _chunks(ids, 500):
+            for label in conn.execute(
+                select(item_labels_table)
+                .where(item_labels_table.c.item_id.in_(chunk))
+                .order_by(item_labels_table.c.item_id, item_labels_table.c.position)
+            ):
+                labels[label.item_id][label.kind].append(label.value)
+            for ref in conn.execute(
+                select(item_sources_table.c.item_id, sources_table)
+                .join(sources_table, sources_table.c.id == item_sources_table.c.source_id)
+                .where(item_sources_table.c.item_id.in_(chunk))
+                .order_by(item_sources_table.c.item_id, item_sources_table.c.added_at, sources_table.c.id)
+            ):
+                refs[ref.item_id].append(
+                    SourceRef(name=ref.name, title=ref.title or ref.name, url=ref.url, link=ref.link)
+                )
+        return [
+            StoredItem(
+                id=row.id,
+                entry_id=row.entry_id,
+                slug=row.slug,
+                archive_path=row.archive_path,
+                url=row.url,
+                url_key=row.url_key,
+                title=row.title,
+                summary=row.summary,
+                content=row.content,
+                published=_with_offset(row.published_at, row.published_offset),
+                updated=_with_offset(row.updated_at, row.updated_offset),
+                first_seen=row.first_seen_at,
+                authors=tuple(json.loads(row.authors)),
+                category=row.category,
+                categories=tuple(dict.fromkeys([row.category, *labels[row.id][CATEGORY]])),
+                tags=tuple(labels[row.id][TAG]),
+                sources=tuple(refs[row.id]),
+            )
+            for row in rows
+        ]
+
+    def _begin(self) -> Any:
+        return _Transaction(self.engine)
+
+
+class _Transaction:
+    """`engine.begin()` that reports database failures as StoreError."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._context: Any = None
+
+    def __enter__(self) -> Connection:
+        try:
+            self._context = self._engine.begin()
+            return self._context.__enter__()  # type: ignore[no-any-return]
+        except SQLAlchemyError as error:
+            raise StoreError(f"database unavailable: {_first_line(error)}") from None
+
+    def __exit__(self, *exc_info: Any) -> bool:
+        try:
+            suppressed = bool(self._context.__exit__(*exc_info))
+        except SQLAlchemyError as error:
+            raise StoreError(f"database error: {_first_line(error)}") from error
+        if isinstance(exc_info[1], SQLAlchemyError):
+            raise StoreError(f"database error: {_first_line(exc_info[1])}") from exc_info[1]
+        return suppressed
+
+
+def _insert_for(conn: Connection) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT DO NOTHING (SQLite and PostgreSQL)."""
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+
+
+def _chunks(values: Sequence[int], size: int) -> Iterator[Sequence[int]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]

@@ -1,0 +1,136 @@
+"""The url key: one string per item, however its URL was written.
+
+The same article reaches us through several sources with different
+decorations (http or https, a default port, campaign parameters, a
+fragment). `normalize_url` strips exactly those and nothing that could tell
+two pages apart: the path and the remaining query are kept byte for byte,
+because servers differ on case, commas and percent-encoding. `item_key`
+falls back to the guid and then to a content hash, so every item gets a key.
+
+Keys are identifiers, not addresses to fetch: every key uses "https://"
+whatever the scheme of the original URL, so the http and https forms of a
+URL give one key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from types import MappingProxyType
+from urllib.parse import unquote_plus, urlsplit
+
+# Query parameters that only identify a campaign, a click or a mail
+# recipient, never which page is served; every `utm_*` name is dropped too.
+# Compared case-insensitively. Generic names (id, ref, source, page, ...)
+# are deliberately absent: some sites use them for content.
+TRACKING_PARAMETERS = frozenset(
+    {
+        "fbclid",  # Facebook click
+        "gclid",  # Google Ads click
+        "gclsrc",  # Google Ads click source
+        "dclid",  # Google Display click
+        "gbraid",  # Google Ads (iOS, app to web)
+        "wbraid",  # Google Ads (iOS, web to app)
+        "srsltid",  # Google Merchant Center
+        "_ga",  # Google Analytics cross-domain linker
+        "_gl",  # Google Analytics cross-domain linker
+        "msclkid",  # Microsoft Ads click
+        "yclid",  # Yandex click
+        "twclid",  # X/Twitter Ads click
+        "ttclid",  # TikTok Ads click
+        "li_fat_id",  # LinkedIn first-party ad tracking
+        "epik",  # Pinterest click
+        "igshid",  # Instagram share
+        "mc_cid",  # Mailchimp campaign
+        "mc_eid",  # Mailchimp recipient
+        "mkt_tok",  # Marketo recipient
+        "_hsenc",  # HubSpot mail
+        "_hsmi",  # HubSpot mail
+        "__hstc",  # HubSpot visitor
+        "__hssc",  # HubSpot session
+        "__hsfp",  # HubSpot fingerprint
+        "hsctatracking",  # HubSpot call-to-action
+        "__s",  # Drip recipient
+        "_kx",  # Klaviyo recipient
+        "ml_subscriber",  # MailerLite recipient
+        "ml_subscriber_hash",  # MailerLite recipient
+        "vero_id",  # Vero recipient
+        "vero_conv",  # Vero conversion
+        "oly_anon_id",  # Omeda visitor
+        "oly_enc_id",  # Omeda recipient
+        "rb_clickid",  # Rakuten click
+        "wickedid",  # Wicked Reports click
+        "_openstat",  # Yandex/Openstat campaign
+        "_branch_match_id",  # Branch deep link
+    }
+)
+
+_DEFAULT_PORTS = MappingProxyType({"http": 80, "https": 443})
+
+
+def _is_tracking(name: str) -> bool:
+    name = unquote_plus(name).lower()
+    return name.startswith("utm_") or name in TRACKING_PARAMETERS
+
+
+def _kept_query(query: str) -> str:
+    """The query without tracking or empty pairs, the rest untouched and in order."""
+    pairs = [pair for pair in query.split("&") if pair and not _is_tracking(pair.partition("=")[0])]
+    return "&".join(pairs)
+
+
+def _ascii_host(host: str, url: str) -> str:
+    """The host in ASCII (urlsplit already lower-cased it): IDN labels become punycode."""
+    if not host or any(ch.isspace() for ch in host):
+        raise ValueError(f"not a URL with a usable host: {url!r}")
+    if ":" in host:  # IPv6 literal; urlsplit removed the brackets
+        return f"[{host}]"
+    if host.isascii():
+        return host
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        raise ValueError(f"host is not a valid internationalized domain name: {url!r}") from exc
+
+
+def normalize_url(url: str) -> str:
+    """The url key of an http(s) URL.
+
+    Raises ValueError for anything else, so callers can fall back to
+    another key instead of storing a key that identifies nothing.
+    """
+    text = url.strip()
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"cannot parse URL {text!r}: {exc}") from exc
+    if parts.scheme not in _DEFAULT_PORTS:
+        raise ValueError(f"not an http(s) URL: {text!r}")
+    netloc = _ascii_host(parts.hostname or "", text)
+    if port is not None and port != _DEFAULT_PORTS[parts.scheme]:
+        netloc = f"{netloc}:{port}"
+    query = _kept_query(parts.query)
+    return f"https://{netloc}{parts.path or '/'}{'?' + query if query else ''}"
+
+
+def _url_key_or_none(value: str) -> str | None:
+    try:
+        return normalize_url(value)
+    except ValueError:
+        return None
+
+
+def item_key(link: str | None, guid: str | None, title: str, content: str) -> str:
+    """The url key of an item: its link, else its guid, else a hash of its text.
+
+    Never empty, so an item without link or guid is still stored (once)
+    rather than silently dropped or merged with every other such item.
+    The "guid:" and "hash:" prefixes keep those keys apart from URL keys.
+    """
+    if link and (key := _url_key_or_none(link)):
+        return key
+    guid = (guid or "").strip()
+    if guid:
+        return _url_key_or_none(guid) or f"guid:{guid}"
+    digest = hashlib.sha256(f"{title}\n{content}".encode()).hexdigest()
+    return f"hash:{digest}"

@@ -1,0 +1,231 @@
+"""The store on a real SQLite file and on the real PostgreSQL (AGGREGATOR_TEST_DATABASE_URL)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from aggregator.errors import StoreError
+from aggregator.models import FetchPolicy, Item, ParsedFeed, SourceConfig
+from aggregator.store import Store
+from aggregator.urls import item_key
+
+NOW = datetime(2022, 3, 14, 3, 0, tzinfo=UTC)
+CST = timezone(timedelta(hours=8))
+POLICY = FetchPolicy("test", 1, 1, 2, 1024, 3)
+
+
+def _source(name: str, category: str, tags: tuple[str, ...] = ()) -> SourceConfig:
+    return SourceConfig(
+        name=name,
+        url=f"http://127.0.0.1:9/{name}.xml",
+        category=category,
+        tags=tags,
+        interval=timedelta(minutes=30),
+        timezone="Asia/Shanghai",
+        keep_source_tags=False,
+        fetch=POLICY,
+    )
+
+
+WIRE = _source("wire", "world", ("wire",))
+MIRROR = _source("mirror", "emnews", ("东财滚动新闻",))
+
+
+def _item(title: str, link: str | None, *, guid: str | None = None, content: str = "<p>body</p>") -> Item:
+    return Item(
+        url_key=item_key(link, guid, title, content),
+        url=link,
+        guid=guid,
+        title=title,
+        summary="summary",
+        content=content,
+        published=datetime(2022, 3, 14, 10, 55, 11, tzinfo=CST),
+        updated=None,
+        authors=("Reporter",),
+        tags=(),
+    )
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    opened = Store.open(database_url)
+    opened.sync_sources([WIRE, MIRROR])
+    yield opened
+    opened.close()
+
+
+def _save(store: Store, source: SourceConfig, *items: Item, now: datetime = NOW) -> tuple[int, int]:
+    result = store.save_items(
+        source,
+        ParsedFeed(title=source.name.title(), link="https://example.com/", items=items),
+        status=200,
+        etag='"v1"',
+        last_modified=None,
+        now=now,
+        next_check_at=now + source.interval,
+    )
+    return result.new, result.updated
+
+
+def test_new_items_keep_identity_and_publisher_offset(store: Store) -> None:
+    assert _save(store, WIRE, _item("Markets rally", "https://news.example.com/a/1")) == (1, 0)
+    [stored] = store.listing_items("home", "")
+    assert stored.archive_path == "world/2022/03/14/markets-rally.html"
+    assert stored.slug == "markets-rally"
+    assert stored.entry_id.startswith("urn:uuid:")
+    assert stored.published == datetime(2022, 3, 14, 10, 55, 11, tzinfo=CST)
+    assert stored.published.utcoffset() == timedelta(hours=8)
+    assert stored.categories == ("world",) and stored.tags == ("wire",)
+    assert [ref.name for ref in stored.sources] == ["wire"]
+    assert stored.authors == ("Reporter",)
+
+
+def test_cjk_title_gets_hash_slug(store: Store) -> None:
+    _save(store, MIRROR, _item("广东省：建设省数据交易场所", "http://finance.eastmoney.com/news/1345,2022.html"))
+    [stored] = store.listing_items("category", "emnews")
+    assert stored.archive_path.startswith("emnews/2022/03/14/")
+    assert stored.slug.isascii() and len(stored.slug) == 10
+
+
+def test_same_article_from_two_sources_is_one_item_with_both_labels(store: Store) -> None:
+    _save(store, WIRE, _item("Markets rally", "https://news.example.com/a/1?utm_source=rss"))
+    new, _ = _save(store, MIRROR, _item("Markets rally", "http://NEWS.example.com:80/a/1#top"))
+    assert new == 0
+    assert store.count_items() == 1
+    [stored] = store.listing_items("home", "")
+    assert stored.categories == ("world", "emnews")
+    assert stored.tags == ("wire", "东财滚动新闻")
+    assert [ref.name for ref in stored.sources] == ["wire", "mirror"]
+    assert store.listing_items("tag", "东财滚动新闻") == [stored]
+    assert store.listing_items("category", "emnews") == [stored]
+    assert store.labels() == {"category": ["emnews", "world"], "tag": ["wire", "东财滚动新闻"]}
+
+
+def test_duplicate_inside_one_feed_is_stored_once(store: Store) -> None:
+    first = _item("Markets rally", "https://news.example.com/a/1")
+    assert _save(store, WIRE, first, replace(first, url="https://news.example.com/a/1?gclid=1")) == (1, 0)
+    assert store.count_items() == 1
+
+
+def test_changed_item_is_updated_in_place(store: Store) -> None:
+    _save(store, WIRE, _item("Markets rally", "https://news.example.com/a/1"))
+    [before] = store.listing_items("home", "")
+    later = NOW + timedelta(hours=1)
+    changed = _item("Markets rally strongly", "https://news.example.com/a/1", content="<p>more</p>")
+    assert _save(store, WIRE, changed, now=later) == (0, 1)
+    [after] = store.listing_items("home", "")
+    assert (after.id, after.entry_id, after.archive_path, after.slug) == (
+        before.id,
+        before.entry_id,
+        before.archive_path,
+        before.slug,
+    )
+    assert after.title == "Markets rally strongly" and after.content == "<p>more</p>"
+    assert after.updated == later
+    assert _save(store, WIRE, changed, now=later + timedelta(hours=1)) == (0, 0)
+
+
+def test_items_without_link_are_kept(store: Store) -> None:
+    by_guid = _item("Notice", None, guid="tag:example.com,2022:1")
+    by_hash = _item("Untitled note", None, content="<p>only text</p>")
+    other_hash = _item("Another note", None, content="<p>only text</p>")
+    assert _save(store, WIRE, by_guid, by_hash, other_hash) == (3, 0)
+    keys = {item.url_key for item in store.listing_items("home", "")}
+    assert keys == {"guid:tag:example.com,2022:1", by_hash.url_key, other_hash.url_key}
+    assert _save(store, WIRE, by_guid, by_hash, other_hash) == (0, 0)
+
+
+def test_same_title_same_day_gets_distinct_archive_paths(store: Store) -> None:
+    _save(store, WIRE, _item("Daily briefing", "https://news.example.com/brief/1"))
+    _save(store, WIRE, _item("Daily briefing", "https://news.example.com/brief/2"))
+    paths = {item.archive_path for item in store.listing_items("home", "")}
+    assert len(paths) == 2
+    assert "world/2022/03/14/daily-briefing.html" in paths
+
+
+def test_pending_until_marked_and_again_after_a_change(store: Store) -> None:
+    _save(store, WIRE, _item("One", "https://news.example.com/1"), _item("Two", "https://news.example.com/2"))
+    pending = store.pending()
+    assert [entry.item.title for entry in pending] == ["Two", "One"] or len(pending) == 2
+    store.mark_published(pending)
+    assert store.pending() == []
+    _save(store, MIRROR, _item("Two", "https://news.example.com/2"))  # a new category for "Two"
+    assert [entry.item.title for entry in store.pending()] == ["Two"]
+
+
+def test_mark_published_does_not_hide_a_change_made_meanwhile(store: Store) -> None:
+    _save(store, WIRE, _item("One", "https://news.example.com/1"))
+    pending = store.pending()
+    _save(store, WIRE, _item("One, corrected", "https://news.example.com/1"))
+    store.mark_published(pending)
+    assert [entry.item.title for entry in store.pending()] == ["One, corrected"]
+
+
+def test_schedule_errors_and_status(store: Store) -> None:
+    assert store.due_sources(["wire", "mirror"], NOW) == ["wire", "mirror"]
+    _save(store, WIRE, _item("One", "https://news.example.com/1"))
+    store.record_failure("mirror", "HTTP 503 Service Unavailable", 503, NOW, NOW + timedelta(hours=2))
+    store.record_failure("mirror", "HTTP 503 Service Unavailable", 503, NOW, NOW + timedelta(hours=4))
+    assert store.due_sources(["wire", "mirror"], NOW + timedelta(minutes=31)) == ["wire"]
+    rows = {row.name: row for row in store.status()}
+    assert rows["wire"].items == 1 and rows["wire"].last_status == 200 and rows["wire"].error_count == 0
+    assert rows["mirror"].error_count == 2 and rows["mirror"].last_error == "HTTP 503 Service Unavailable"
+    assert rows["mirror"].next_check_at == NOW + timedelta(hours=4)
+    assert store.source_state("wire").etag == '"v1"'
+    store.record_not_modified("mirror", 304, NOW, NOW + timedelta(minutes=30))
+    assert store.source_state("mirror").error_count == 0
+
+
+def test_changed_source_url_forgets_validators(store: Store) -> None:
+    _save(store, WIRE, _item("One", "https://news.example.com/1"))
+    store.sync_sources([replace(WIRE, url="http://127.0.0.1:9/moved.xml"), MIRROR])
+    state = store.source_state("wire")
+    assert state.etag is None and state.next_check_at is None
+
+
+def test_nul_characters_are_dropped_not_fatal(store: Store) -> None:
+    _save(store, WIRE, _item("Bad\x00title", "https://news.example.com/nul", content="<p>a\x00b</p>"))
+    [stored] = store.listing_items("home", "")
+    assert stored.title == "Badtitle" and stored.content == "<p>ab</p>"
+
+
+def test_iter_items_pages_through_everything_newest_first(store: Store) -> None:
+    items = [
+        replace(_item(f"Story {n}", f"https://news.example.com/{n}"), published=NOW + timedelta(minutes=n))
+        for n in range(7)
+    ]
+    _save(store, WIRE, *items)
+    titles = [item.title for item in store.iter_items(batch_size=3)]
+    assert titles == [f"Story {n}" for n in reversed(range(7))]
+
+
+def test_migrations_are_idempotent(database_url: str) -> None:
+    Store.open(database_url).close()
+    reopened = Store.open(database_url)
+    assert reopened.count_items() == 0
+    reopened.close()
+
+
+def test_unreachable_database_is_a_store_error() -> None:
+    with pytest.raises(StoreError, match="cannot open database"):
+        Store.open("postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=2")
+
+
+def test_two_sources_with_different_versions_do_not_overwrite_each_other(store: Store) -> None:
+    full = _item("Markets rally", "https://news.example.com/a/1", content="<p>full article</p>")
+    short = _item("Markets rally", "http://news.example.com/a/1", content="<p>teaser</p>")
+    _save(store, WIRE, full)
+    assert _save(store, MIRROR, short) == (0, 0)
+    for _ in range(2):
+        assert _save(store, WIRE, full) == (0, 0)
+        assert _save(store, MIRROR, short) == (0, 0)
+    [stored] = store.listing_items("home", "")
+    assert stored.content == "<p>full article</p>"
+    store.mark_published(store.pending())
+    corrected = replace(short, content="<p>teaser, corrected</p>")
+    assert _save(store, MIRROR, corrected) == (0, 1)  # a source's own change still lands
+    assert store.listing_items("home", "")[0].content == "<p>teaser, corrected</p>"
