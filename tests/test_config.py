@@ -38,7 +38,9 @@ def test_shipped_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> Non
     assert config.database_url == f"sqlite:///{(REPO / 'data' / 'aggregator.db').resolve()}"
 
 
-def test_valid_config_resolves_defaults_paths_and_labels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_valid_config_resolves_defaults_paths_and_labels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("AGGREGATOR_DATABASE_URL", raising=False)
     config = load_config(_write(tmp_path, VALID))
     em, other = config.sources
@@ -72,7 +74,10 @@ def test_environment_overrides_database(tmp_path: Path, monkeypatch: pytest.Monk
     ("change", "expected"),
     [
         (("name: other", "name: em"), "sources: duplicate source name 'em'"),
-        (('url: "https://example.net/atom.xml"', 'url: "ftp://example.net/x"'), "source 'other': url: must be"),
+        (
+            ('url: "https://example.net/atom.xml"', 'url: "ftp://example.net/x"'),
+            "source 'other': url: must be",
+        ),
         (("interval: 5m", "interval: soon"), "source 'em': interval: expected a duration"),
         (("interval: 5m", "intervall: 5m"), "source 'em': intervall: unknown key"),
         (("name: other", "name: ../../etc"), "name '../../etc' must be"),
@@ -120,7 +125,8 @@ def test_missing_file_and_bad_yaml_are_config_errors(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "seconds"), [("30m", 1800), ("20s", 20), ("1.5h", 5400), ("2d", 172800), (90, 90), ("250ms", 0.25)]
+    ("text", "seconds"),
+    [("30m", 1800), ("20s", 20), ("1.5h", 5400), ("2d", 172800), (90, 90), ("250ms", 0.25)],
 )
 def test_durations(text: str | int, seconds: float) -> None:
     assert parse_duration(text).total_seconds() == seconds

@@ -85,7 +85,9 @@ def test_new_items_keep_identity_and_publisher_offset(store: Store) -> None:
 
 
 def test_cjk_title_gets_hash_slug(store: Store) -> None:
-    _save(store, MIRROR, _item("广东省：建设省数据交易场所", "http://finance.eastmoney.com/news/1345,2022.html"))
+    _save(
+        store, MIRROR, _item("广东省：建设省数据交易场所", "http://finance.eastmoney.com/news/1345,2022.html")
+    )
     [stored] = store.listing_items("category", "emnews")
     assert stored.archive_path.startswith("emnews/2022/03/14/")
     assert stored.slug.isascii() and len(stored.slug) == 10

@@ -1,0 +1,168 @@
+"""Command line: builds the objects, sets up logging, maps errors to exit codes.
+
+Exit codes: 0 success (a failing source is not a failing run), 1 unexpected
+error, 2 bad usage or bad config, 3 database unavailable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from . import __version__
+from .config import Config, config_path, load_config
+from .daemon import Daemon, run_tick
+from .errors import ConfigError, StoreError
+from .publish import publish
+from .store import Store, display_url
+from .update import DEFAULT_WORKERS
+
+log = logging.getLogger("aggregator")
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_STORE = 0, 1, 2, 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aggregator",
+        description="Poll RSS/Atom sources and republish them as a static archive with Atom feeds.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "-c", "--config", help="config file (default: $AGGREGATOR_CONFIG or config/sources.yaml)"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="poll due sources and publish, forever (or --once)")
+    run.add_argument("--once", action="store_true", help="run one tick and exit (for cron or a first look)")
+    run.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="concurrent fetches")
+
+    poll = commands.add_parser("poll", help="poll sources now regardless of schedule, then publish")
+    poll.add_argument("--all", action="store_true", help="every configured source")
+    poll.add_argument("names", nargs="*", metavar="NAME", help="source names")
+    poll.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="concurrent fetches")
+
+    publish_command = commands.add_parser("publish", help="write the output folder from the database")
+    publish_command.add_argument("--full", action="store_true", help="re-render everything, not only changes")
+
+    commands.add_parser("check", help="validate the config and print a summary")
+    commands.add_parser("status", help="a table of sources: last poll, HTTP status, items, errors, next due")
+
+    database = commands.add_parser("db", help="database maintenance")
+    database_commands = database.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    database_commands.add_parser("upgrade", help="apply schema migrations (also done on every start)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("alembic").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    try:
+        config = load_config(config_path(args.config))
+        if args.command == "check":
+            print(describe_config(config))
+            return EXIT_OK
+        store = Store.open(config.database_url)
+        try:
+            return _dispatch(args, config, store)
+        finally:
+            store.close()
+    except ConfigError as error:
+        print(f"aggregator: config error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except StoreError as error:
+        print(f"aggregator: database error: {error}", file=sys.stderr)
+        return EXIT_STORE
+
+
+def _dispatch(args: argparse.Namespace, config: Config, store: Store) -> int:
+    store.sync_sources(config.sources)
+    if args.command == "run":
+        if args.once:
+            run_tick(store, config, workers=args.workers)
+        else:
+            Daemon(store, config, workers=args.workers).run()
+    elif args.command == "poll":
+        if args.all == bool(args.names):
+            print("aggregator: poll needs either --all or source names", file=sys.stderr)
+            return EXIT_USAGE
+        names = [source.name for source in config.sources] if args.all else args.names
+        for name in names:
+            config.source(name)  # ConfigError for an unknown name
+        run_tick(store, config, names=names, workers=args.workers)
+    elif args.command == "publish":
+        publish(store, config, full=args.full)
+    elif args.command == "status":
+        print(format_status(store, config))
+    elif args.command == "db":
+        print(f"database {display_url(config.database_url)} is at the latest schema")
+    return EXIT_OK
+
+
+def describe_config(config: Config) -> str:
+    site = config.site
+    lines = [
+        f"{config.path}: OK",
+        f"site: {site.title} <{site.base_url}> ({site.language}, {site.timezone})",
+        f"database: {display_url(config.database_url)}",
+        f"output: {config.output_dir} ({', '.join(sorted(config.formats))})",
+        f"categories: {', '.join(f'{c.slug} ({c.title})' for c in site.categories)}",
+        f"sources ({len(config.sources)}):",
+    ]
+    width = max(len(source.name) for source in config.sources)
+    for source in config.sources:
+        tags = f" tags={','.join(source.tags)}" if source.tags else ""
+        lines.append(
+            f"  {source.name:<{width}}  every {_duration(source.interval.total_seconds())}"
+            f"  category={source.category}{tags}  {source.url}"
+        )
+    return "\n".join(lines)
+
+
+def format_status(store: Store, config: Config) -> str:
+    zone = ZoneInfo(config.site.timezone)
+    configured = {source.name for source in config.sources}
+    header = ("SOURCE", "LAST POLL", "HTTP", "ITEMS", "ERRORS", "NEXT DUE", "LAST ERROR")
+    rows = [
+        (
+            row.name if row.name in configured else f"{row.name} (not in config)",
+            _when(row.last_polled_at, zone),
+            str(row.last_status) if row.last_status is not None else "-",
+            str(row.items),
+            str(row.error_count),
+            _when(row.next_check_at, zone) if row.next_check_at else "now",
+            (row.last_error or "")[:80],
+        )
+        for row in store.status()
+    ]
+    widths = [max(len(line[column]) for line in [header, *rows]) for column in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in [header, *rows]
+    )
+
+
+def _when(moment: datetime | None, zone: ZoneInfo) -> str:
+    return "never" if moment is None else moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %z")
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

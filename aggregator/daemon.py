@@ -1,0 +1,122 @@
+"""The polling daemon: APScheduler 3 ticks, the database holds the schedule.
+
+A tick polls the sources that are due (per-source `next_check_at` in the
+database) and then publishes. One tick runs at a time (max_instances=1,
+coalesce=True); SIGTERM/SIGINT let the tick in flight finish its fetched
+sources and its publish, skip sources not started yet, then exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.blocking import BlockingScheduler
+
+from .config import Config
+from .models import UpdateResult
+from .publish import PublishResult, publish
+from .store import Store
+from .update import DEFAULT_WORKERS, update_sources
+
+log = logging.getLogger(__name__)
+
+MAX_TICK = timedelta(seconds=60)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class TickResult:
+    polled: list[UpdateResult]
+    published: PublishResult
+
+
+def tick_interval(config: Config) -> timedelta:
+    """Often enough that no source waits much past its interval, at most once a minute."""
+    return min([MAX_TICK, *(source.interval for source in config.sources)])
+
+
+def run_tick(
+    store: Store,
+    config: Config,
+    *,
+    names: list[str] | None = None,
+    workers: int = DEFAULT_WORKERS,
+    stop: threading.Event | None = None,
+) -> TickResult:
+    """Poll the due sources (or exactly `names`, due or not), then publish."""
+    if names is None:
+        names = store.due_sources([source.name for source in config.sources], utc_now())
+    wanted = set(names)
+    sources = [source for source in config.sources if source.name in wanted]
+    polled = update_sources(store, sources, utc_now, workers=workers, stop=stop)
+    return TickResult(polled=polled, published=publish(store, config))
+
+
+class Daemon:
+    """`aggregator run`: ticks until told to stop."""
+
+    def __init__(self, store: Store, config: Config, *, workers: int = DEFAULT_WORKERS) -> None:
+        self.store = store
+        self.config = config
+        self.workers = workers
+        self.stop = threading.Event()
+        self._scheduler = BlockingScheduler(
+            executors={"default": ThreadPoolExecutor(1)},
+            job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
+            timezone=UTC,
+        )
+
+    def tick(self) -> None:
+        """One scheduled tick; an unexpected error is logged and the next tick tries again."""
+        try:
+            result = run_tick(self.store, self.config, workers=self.workers, stop=self.stop)
+        except Exception:
+            log.exception("tick failed")
+            return
+        failed = sum(1 for poll in result.polled if not poll.ok)
+        log.info(
+            "tick polled=%d failed=%d new=%d updated=%d written=%d",
+            len(result.polled),
+            failed,
+            sum(poll.new for poll in result.polled),
+            sum(poll.updated for poll in result.polled),
+            result.published.written,
+        )
+
+    def run(self) -> None:
+        """Block until SIGTERM or SIGINT; the first tick starts at once."""
+        interval = tick_interval(self.config)
+        self._scheduler.add_job(
+            self.tick,
+            "interval",
+            seconds=interval.total_seconds(),
+            next_run_time=utc_now(),
+            id="tick",
+        )
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        log.info(
+            "daemon started: %d sources, tick every %ss", len(self.config.sources), interval.total_seconds()
+        )
+        try:
+            self._scheduler.start()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        log.info("daemon stopped")
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        if self.stop.is_set():
+            log.info("%s again: still finishing the tick in flight", signal.Signals(signum).name)
+            return
+        log.info("%s received: finishing the tick in flight, then stopping", signal.Signals(signum).name)
+        self.stop.set()
+        self._scheduler.shutdown(wait=True)

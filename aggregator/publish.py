@@ -1,0 +1,147 @@
+"""Write the output folder from the database: only what changed, always atomically.
+
+Incremental by default: items whose revision has not been published yet are
+rendered, with the index pages and output feeds of every listing they belong
+to. A file is replaced only when its bytes differ, through a temporary file
+and os.replace, so readers and web servers never see half a file and a
+publish with nothing new writes nothing. Items are marked published only
+after their files are in place.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Config
+from .layout import Listing
+from .models import SiteConfig, StoredItem
+from .render.atom import render_atom
+from .render.pages import render_archive_page, render_index_pages, render_jekyll_post
+from .store import CATEGORY, TAG, Store
+
+log = logging.getLogger(__name__)
+
+FILE_MODE = 0o644  # readable by the web server, whatever the umask of the temp file
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    items: int  # items rendered
+    listings: int  # listings (home, categories, tags) rendered
+    written: int  # files created or replaced
+    unchanged: int  # files rendered with the bytes already on disk
+
+
+def write_if_changed(path: Path, data: bytes) -> bool:
+    """Atomically replace `path` with `data` unless it already holds exactly that."""
+    try:
+        if path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, FILE_MODE)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return True
+
+
+def listing_for(site: SiteConfig, kind: str, key: str) -> Listing:
+    if kind == CATEGORY:
+        return Listing("category", key, site.category_title(key))
+    if kind == TAG:
+        return Listing("tag", key, key)
+    return Listing("home", "", site.title)
+
+
+class _Writer:
+    """Counts what a publish wrote, for logs and tests."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.written = 0
+        self.unchanged = 0
+
+    def put(self, relative_path: str, data: str | bytes) -> None:
+        payload = data.encode("utf-8") if isinstance(data, str) else data
+        if write_if_changed(self.root / relative_path, payload):
+            self.written += 1
+        else:
+            self.unchanged += 1
+
+
+def _render_item(writer: _Writer, config: Config, item: StoredItem) -> None:
+    if "html" in config.formats:
+        writer.put(item.archive_path, render_archive_page(config.site, item))
+    if "jekyll" in config.formats:
+        path, text = render_jekyll_post(config.site, item)
+        writer.put(path, text)
+
+
+def _render_listing(writer: _Writer, config: Config, store: Store, listing: Listing) -> None:
+    kind = "home" if listing.kind == "home" else (CATEGORY if listing.kind == "category" else TAG)
+    items = store.listing_items(kind, listing.key)
+    if "html" in config.formats:
+        for path, html in render_index_pages(config.site, listing, items):
+            writer.put(path, html)
+    writer.put(listing.feed_path, render_atom(config.site, listing, items[: config.site.items_per_feed]))
+
+
+def _listings_of(site: SiteConfig, items: Iterable[StoredItem]) -> list[Listing]:
+    keys: dict[tuple[str, str], None] = {("home", ""): None}
+    for item in items:
+        keys.update(dict.fromkeys((CATEGORY, category) for category in item.categories))
+        keys.update(dict.fromkeys((TAG, tag) for tag in item.tags))
+    return [listing_for(site, kind, key) for kind, key in keys]
+
+
+def publish(store: Store, config: Config, *, full: bool = False) -> PublishResult:
+    """Bring the output folder up to date with the database.
+
+    A folder without the site feed (first run, or wiped) gets a full publish.
+    """
+    writer = _Writer(config.output_dir)
+    pending = store.pending()
+    full = full or not (config.output_dir / Listing("home", "", "").feed_path).exists()
+    if full:
+        count = 0
+        for item in store.iter_items():
+            _render_item(writer, config, item)
+            count += 1
+        labels = store.labels()
+        listings = [listing_for(config.site, "home", "")]
+        listings += [listing_for(config.site, CATEGORY, key) for key in labels[CATEGORY]]
+        listings += [listing_for(config.site, TAG, key) for key in labels[TAG]]
+    else:
+        count = len(pending)
+        for entry in pending:
+            _render_item(writer, config, entry.item)
+        listings = _listings_of(config.site, (entry.item for entry in pending)) if pending else []
+    for listing in listings:
+        _render_listing(writer, config, store, listing)
+    store.mark_published(pending)
+    result = PublishResult(
+        items=count, listings=len(listings), written=writer.written, unchanged=writer.unchanged
+    )
+    log.info(
+        "publish items=%d listings=%d written=%d unchanged=%d full=%s",
+        result.items,
+        result.listings,
+        result.written,
+        result.unchanged,
+        full,
+    )
+    return result

@@ -1,0 +1,143 @@
+"""The command line as an operator uses it: exit codes, one-line errors, check, status, the daemon."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.feedserver import FeedServer
+from tests.sample_feeds import Article, rss2
+
+ARTICLES = [
+    Article("First story", "https://news.example.com/1", "Mon, 14 Mar 2022 10:55:11 +0800", "One."),
+    Article("Second story", "https://news.example.com/2", "Mon, 14 Mar 2022 11:55:11 +0800", "Two."),
+]
+
+
+def _config(tmp_path: Path, server: FeedServer, interval: str = "30m") -> Path:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"""
+site: {{title: CLI test, base_url: "https://news.example.org/", language: en}}
+database: "sqlite:///state/aggregator.db"
+output: {{dir: site}}
+defaults: {{interval: {interval}, timeout: 5s}}
+sources:
+  - {{name: wire, url: "{server.url("/wire.xml")}", category: world, tags: [wire]}}
+  - {{name: missing, url: "{server.url("/missing.xml")}", category: world}}
+""",
+        encoding="utf-8",
+    )
+    return config
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("AGGREGATOR_")}
+    return subprocess.run(
+        [sys.executable, "-m", "aggregator", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**environment, **(env or {})},
+    )
+
+
+def test_check_prints_a_summary(tmp_path: Path, feed_server: FeedServer) -> None:
+    config = _config(tmp_path, feed_server)
+    completed = _run("-c", str(config), "check")
+    assert completed.returncode == 0, completed.stderr
+    assert f"{config}: OK" in completed.stdout
+    assert "wire" in completed.stdout and "every 30m" in completed.stdout
+    assert not (tmp_path / "state").exists(), "check must not touch the database"
+
+
+def test_bad_config_exits_2_with_one_line_per_problem(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("site: {title: x, base_url: 'https://x.org/'}\nsources: [{name: a, url: nope}]\n")
+    completed = _run("-c", str(config), "run", "--once")
+    assert completed.returncode == 2
+    lines = completed.stderr.strip().splitlines()
+    assert lines[0].startswith(f"aggregator: config error: {config}: source 'a': url: must be")
+    assert any("source 'a': category: Field required" in line for line in lines)
+    assert "Traceback" not in completed.stderr
+
+
+def test_config_from_environment_and_missing_file(tmp_path: Path, feed_server: FeedServer) -> None:
+    config = _config(tmp_path, feed_server)
+    assert _run("check", env={"AGGREGATOR_CONFIG": str(config)}).returncode == 0
+    completed = _run("-c", str(tmp_path / "absent.yaml"), "check")
+    assert completed.returncode == 2 and "cannot read config" in completed.stderr
+
+
+def test_unreachable_database_exits_3(tmp_path: Path, feed_server: FeedServer) -> None:
+    config = _config(tmp_path, feed_server)
+    unreachable = "postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=2"
+    completed = _run("-c", str(config), "status", env={"AGGREGATOR_DATABASE_URL": unreachable})
+    assert completed.returncode == 3
+    assert completed.stderr.startswith("aggregator: database error: cannot open database")
+    assert len(completed.stderr.strip().splitlines()) == 1
+
+
+def test_poll_status_and_publish(tmp_path: Path, feed_server: FeedServer) -> None:
+    feed_server.serve("/wire.xml", rss2("Wire", "https://news.example.com/", ARTICLES))
+    config = _config(tmp_path, feed_server)
+
+    assert _run("-c", str(config), "poll").returncode == 2  # neither --all nor names
+    unknown = _run("-c", str(config), "poll", "nope")
+    assert unknown.returncode == 2 and "no source named 'nope'" in unknown.stderr
+
+    polled = _run("-c", str(config), "poll", "--all")
+    assert polled.returncode == 0, "a failing source is not a failing run"
+    assert "poll source=wire status=200 new=2" in polled.stderr
+    assert "poll source=missing status=404 error='HTTP 404" in polled.stderr
+
+    status = _run("-c", str(config), "status")
+    assert status.returncode == 0
+    header, *rows = status.stdout.splitlines()
+    assert header.split()[:4] == ["SOURCE", "LAST", "POLL", "HTTP"]
+    by_name = {row.split()[0]: row for row in rows}
+    assert " 200 " in by_name["wire"] and " 2 " in by_name["wire"]
+    assert " 404 " in by_name["missing"] and "HTTP 404" in by_name["missing"]
+
+    index = tmp_path / "site" / "world" / "index.html"
+    assert "Second story" in index.read_text(encoding="utf-8")
+    index.unlink()
+    assert _run("-c", str(config), "publish").returncode == 0
+    assert not index.exists(), "an incremental publish with nothing new writes nothing"
+    assert _run("-c", str(config), "publish", "--full").returncode == 0
+    assert index.exists()
+
+    upgraded = _run("-c", str(config), "db", "upgrade")
+    assert upgraded.returncode == 0 and "latest schema" in upgraded.stdout
+
+
+def test_daemon_polls_publishes_and_stops_cleanly_on_sigterm(tmp_path: Path, feed_server: FeedServer) -> None:
+    feed_server.serve("/wire.xml", rss2("Wire", "https://news.example.com/", ARTICLES))
+    config = _config(tmp_path, feed_server, interval="2s")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("AGGREGATOR_")}
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "aggregator", "-c", str(config), "run"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while len(feed_server.hits("/wire.xml")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(feed_server.hits("/wire.xml")) >= 2, "the daemon polls again after the interval"
+        assert feed_server.hits("/wire.xml")[-1].get("if-none-match"), "conditional GET on later polls"
+        daemon.send_signal(signal.SIGTERM)
+        _, stderr = daemon.communicate(timeout=30)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.communicate()
+    assert daemon.returncode == 0, stderr
+    assert "SIGTERM received" in stderr and "daemon stopped" in stderr
+    assert (tmp_path / "site" / "atom.xml").exists()
+    assert "Traceback" not in stderr
