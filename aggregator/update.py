@@ -33,7 +33,7 @@ def next_check_after_success(source: SourceConfig, now: datetime) -> datetime:
 
 def next_check_after_error(source: SourceConfig, now: datetime, error_count: int) -> datetime:
     """Exponential backoff from the source's interval, capped at a day; never abandoned."""
-    factor = 2 ** min(max(error_count - 1, 0), 16)
+    factor = 1 << min(max(error_count - 1, 0), 16)
     return now + min(source.interval * factor, max(MAX_BACKOFF, source.interval))
 
 
@@ -66,7 +66,7 @@ def _fetch_and_parse(source: SourceConfig, state: SourceState) -> _Outcome:
             keep_source_tags=source.keep_source_tags,
         )
     except ParseError as error:
-        return _Outcome(fetched, None, f"not a feed: {error}", fetched.status, started)
+        return _Outcome(fetched, None, str(error), fetched.status, started)
     return _Outcome(fetched, feed, None, fetched.status, started)
 
 

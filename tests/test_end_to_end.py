@@ -208,7 +208,7 @@ def test_first_run_publishes_one_page_per_article_and_valid_feeds(
     assert "2022-03-14 10:55:11 +0800" in html
     assert "alert(1)" not in (site.output / site.local_path(shared[0].link)).read_text(encoding="utf-8")
 
-    for name, reason in (("down", "refused"), ("garbage", "not a feed"), ("slow", "timeout")):
+    for name, reason in (("down", "refused"), ("garbage", "not an rss or atom feed"), ("slow", "timeout")):
         line = next((line for line in completed.stderr.splitlines() if f"source={name} " in line), "")
         assert "error=" in line and reason in line.lower(), (name, completed.stderr)
 
