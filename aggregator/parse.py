@@ -85,7 +85,13 @@ _AUTHOR_WITH_EMAIL = re.compile(r"\S+@\S+\s*\((?P<paren>[^()]+)\)|(?P<angle>[^<>
 
 
 def parse_feed(
-    body: bytes, headers: Mapping[str, str], *, url: str, timezone: str, keep_source_tags: bool
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    url: str,
+    source: str,
+    timezone: str,
+    keep_source_tags: bool,
 ) -> ParsedFeed:
     """Read one fetched RSS/Atom body.
 
@@ -112,7 +118,7 @@ def parse_feed(
         raise ParseError(f"not an RSS or Atom feed{f' ({reason})' if reason else ''}")
     feed: _Node = result["feed"]
     zone = ZoneInfo(timezone)
-    items = (_item(entry, url, zone, keep_source_tags) for entry in entries)
+    items = (_item(entry, url, source, zone, keep_source_tags) for entry in entries)
     return ParsedFeed(
         title=_plain_text(feed, "title") or urlsplit(url).hostname or url,
         link=_alternate_url(feed, url),
@@ -138,7 +144,7 @@ def _strip_doctype(xml: bytes) -> bytes:
     return b"".join(kept) + xml[pos:]
 
 
-def _item(entry: _Node, base: str, zone: ZoneInfo, keep_source_tags: bool) -> Item | None:
+def _item(entry: _Node, base: str, source: str, zone: ZoneInfo, keep_source_tags: bool) -> Item | None:
     """One entry as an Item; None when it has nothing to show."""
     url = _entry_url(entry, base)
     guid = _text(entry, "id").strip() or None
@@ -150,7 +156,7 @@ def _item(entry: _Node, base: str, zone: ZoneInfo, keep_source_tags: bool) -> It
     if not (url or guid or title or content):
         return None
     return Item(
-        url_key=item_key(url, guid, title, content),
+        url_key=item_key(url, guid, title, content, source=source),
         url=url,
         guid=guid,
         title=title,

@@ -62,6 +62,7 @@ def _fetch_and_parse(source: SourceConfig, state: SourceState) -> _Outcome:
             fetched.body,
             fetched.headers,
             url=fetched.final_url,
+            source=source.name,
             timezone=source.timezone,
             keep_source_tags=source.keep_source_tags,
         )

@@ -120,17 +120,20 @@ def _url_key_or_none(value: str) -> str | None:
         return None
 
 
-def item_key(link: str | None, guid: str | None, title: str, content: str) -> str:
+def item_key(link: str | None, guid: str | None, title: str, content: str, *, source: str) -> str:
     """The url key of an item: its link, else its guid, else a hash of its text.
 
     Never empty, so an item without link or guid is still stored (once)
     rather than silently dropped or merged with every other such item.
     The "guid:" and "hash:" prefixes keep those keys apart from URL keys.
+    A guid that is not a URL (often a bare number) and a text hash only mean
+    something within one source, so those keys carry the source name: two
+    sources' item "12345" are different articles.
     """
     if link and (key := _url_key_or_none(link)):
         return key
     guid = (guid or "").strip()
     if guid:
-        return _url_key_or_none(guid) or f"guid:{guid}"
-    digest = hashlib.sha256(f"{title}\n{content}".encode()).hexdigest()
+        return _url_key_or_none(guid) or f"guid:{source}:{guid}"
+    digest = hashlib.sha256(f"{source}\n{title}\n{content}".encode()).hexdigest()
     return f"hash:{digest}"

@@ -1,7 +1,5 @@
 """aggregator.parse: feedparser's own corpus, golden fixtures and hostile input."""
 
-
-
 from __future__ import annotations
 
 import random
@@ -41,6 +39,8 @@ CORPUS_REFUSED = frozenset(
     }
 )
 
+SOURCE = "test-source"
+
 
 def parse(
     body: bytes,
@@ -50,7 +50,9 @@ def parse(
     timezone: str = "UTC",
     keep_source_tags: bool = True,
 ) -> ParsedFeed:
-    return parse_feed(body, headers or {}, url=url, timezone=timezone, keep_source_tags=keep_source_tags)
+    return parse_feed(
+        body, headers or {}, url=url, source=SOURCE, timezone=timezone, keep_source_tags=keep_source_tags
+    )
 
 
 def rss(items: str, *, channel: str = "<title>Channel</title>") -> bytes:
@@ -317,7 +319,10 @@ def test_rss20_with_cjk_and_offsets() -> None:
     ]
     first = feed.items[0].published
     assert first is not None and first.utcoffset() == timedelta(hours=8)
-    assert all(item.url_key == item_key(item.url, item.guid, item.title, item.content) for item in feed.items)
+    assert all(
+        item.url_key == item_key(item.url, item.guid, item.title, item.content, source=SOURCE)
+        for item in feed.items
+    )
 
 
 def test_source_tags_are_dropped_unless_kept() -> None:
@@ -512,7 +517,7 @@ def test_relative_xml_base_resolves_against_the_feed_url() -> None:
 )
 def test_links_that_are_not_http_pages_are_dropped(href: str) -> None:
     item = parse(rss(f"<item><title>t</title><link>{href}</link></item>")).items[0]
-    assert (item.url, item.url_key) == (None, item_key(None, None, "t", ""))
+    assert (item.url, item.url_key) == (None, item_key(None, None, "t", "", source=SOURCE))
 
 
 def test_authors_give_names_from_rss_mailboxes() -> None:

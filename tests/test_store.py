@@ -37,7 +37,7 @@ MIRROR = _source("mirror", "emnews", ("东财滚动新闻",))
 
 def _item(title: str, link: str | None, *, guid: str | None = None, content: str = "<p>body</p>") -> Item:
     return Item(
-        url_key=item_key(link, guid, title, content),
+        url_key=item_key(link, guid, title, content, source="test"),
         url=link,
         guid=guid,
         title=title,
@@ -137,7 +137,7 @@ def test_items_without_link_are_kept(store: Store) -> None:
     other_hash = _item("Another note", None, content="<p>only text</p>")
     assert _save(store, WIRE, by_guid, by_hash, other_hash) == (3, 0)
     keys = {item.url_key for item in store.listing_items("home", "")}
-    assert keys == {"guid:tag:example.com,2022:1", by_hash.url_key, other_hash.url_key}
+    assert keys == {"guid:test:tag:example.com,2022:1", by_hash.url_key, other_hash.url_key}
     assert _save(store, WIRE, by_guid, by_hash, other_hash) == (0, 0)
 
 

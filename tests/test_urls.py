@@ -149,7 +149,7 @@ def test_normalize_url_rejects(url: str, message: str) -> None:
 
 
 def _hash_key(title: str, content: str) -> str:
-    return "hash:" + hashlib.sha256(f"{title}\n{content}".encode()).hexdigest()
+    return "hash:" + hashlib.sha256(f"src\n{title}\n{content}".encode()).hexdigest()
 
 
 ITEM_KEYS = [
@@ -165,8 +165,8 @@ ITEM_KEYS = [
     pytest.param(None, "http://ex.test/p?fbclid=1", "T", "C", "https://ex.test/p", id="guid-url"),
     pytest.param("/relative/1", "https://ex.test/p", "T", "C", "https://ex.test/p", id="relative-link"),
     pytest.param("http://[::1/", "https://ex.test/p", "T", "C", "https://ex.test/p", id="broken-link"),
-    pytest.param(None, " tag:ex.test,2024:1 ", "T", "C", "guid:tag:ex.test,2024:1", id="guid-text"),
-    pytest.param("", "12345", "T", "C", "guid:12345", id="empty-link-guid-text"),
+    pytest.param(None, " tag:ex.test,2024:1 ", "T", "C", "guid:src:tag:ex.test,2024:1", id="guid-text"),
+    pytest.param("", "12345", "T", "C", "guid:src:12345", id="empty-link-guid-text"),
     pytest.param(None, "HTTP://Ex.test", "T", "C", "https://ex.test/", id="guid-url-normalized"),
     pytest.param(None, None, "标题", "正文", _hash_key("标题", "正文"), id="hash-no-link-no-guid"),
     pytest.param("", "   ", "T", "C", _hash_key("T", "C"), id="hash-blank-guid"),
@@ -176,7 +176,7 @@ ITEM_KEYS = [
 
 @pytest.mark.parametrize(("link", "guid", "title", "content", "expected"), ITEM_KEYS)
 def test_item_key(link: str | None, guid: str | None, title: str, content: str, expected: str) -> None:
-    assert item_key(link, guid, title, content) == expected
+    assert item_key(link, guid, title, content, source="src") == expected
 
 
 DIFFERENT_HASH = [
@@ -188,13 +188,20 @@ DIFFERENT_HASH = [
 
 @pytest.mark.parametrize(("first", "second"), DIFFERENT_HASH)
 def test_hash_keys_differ(first: tuple[str, str], second: tuple[str, str]) -> None:
-    assert item_key(None, None, *first) != item_key(None, None, *second)
+    assert item_key(None, None, *first, source="src") != item_key(None, None, *second, source="src")
 
 
 def test_item_key_same_for_utm_variants_of_link() -> None:
     keys = {
-        item_key("https://ex.test/a?utm_source=rss", None, "T1", "C1"),
-        item_key("http://ex.test/a?utm_source=twitter&utm_medium=social", "g2", "T2", "C2"),
-        item_key("https://ex.test/a", "g3", "T3", "C3"),
+        item_key("https://ex.test/a?utm_source=rss", None, "T1", "C1", source="one"),
+        item_key("http://ex.test/a?utm_source=twitter&utm_medium=social", "g2", "T2", "C2", source="two"),
+        item_key("https://ex.test/a", "g3", "T3", "C3", source="three"),
     }
     assert keys == {"https://ex.test/a"}
+
+
+def test_bare_guids_and_text_hashes_are_per_source() -> None:
+    assert item_key(None, "12345", "T", "C", source="one") != item_key(None, "12345", "T", "C", source="two")
+    assert item_key(None, None, "T", "C", source="one") != item_key(None, None, "T", "C", source="two")
+    same_url_guid = {item_key(None, "https://ex.test/p", "T", "C", source=name) for name in ("one", "two")}
+    assert same_url_guid == {"https://ex.test/p"}

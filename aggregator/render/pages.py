@@ -1,0 +1,242 @@
+"""Stored items to HTML pages (archive and index pages) and to Jekyll posts.
+
+Templates live in `aggregator/templates/`; the values they show are worked
+out here, so the templates only lay them out and escape them.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
+
+from aggregator.layout import (
+    Listing,
+    absolute_url,
+    jekyll_post_path,
+    link_path,
+    protocol_relative_url,
+    site_relative_url,
+)
+from aggregator.models import SiteConfig, StoredItem
+from aggregator.render.html import http_url, plain_text, sanitize_html
+
+_DESCRIPTION_CHARS = 160  # what search engines show of a meta description
+_EXCERPT_CHARS = 140  # the summary under a title on an index page
+
+# A tag written bare in Jekyll front matter must stay one YAML string that
+# Jekyll splits on spaces: a letter first, no YAML syntax, no YAML 1.1 keyword.
+_BARE_TAG = re.compile(r"[^\W\d_][\w.+\-]*")
+_YAML_KEYWORDS = frozenset({"true", "false", "yes", "no", "on", "off", "null"})
+_FULLWIDTH_BAR = "\uff5c"  # between the seed's back links
+
+
+@dataclass(frozen=True, slots=True)
+class _Link:
+    url: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Source:
+    text: str
+    url: str | None  # the publisher's site, when known
+
+
+@dataclass(frozen=True, slots=True)
+class _Time:
+    iso: str  # for the datetime attribute
+    text: str  # "2022-03-14 10:55:11 +0800", in the publisher's offset as the seed shows it
+    date: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Feed:
+    title: str
+    url: str  # absolute, for autodiscovery
+    site_url: str  # site-relative, for the visible subscribe link
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    url: str
+    title: str
+    published: _Time
+    category: _Link
+    summary: str
+
+
+@functools.cache
+def _environment() -> Environment:
+    return Environment(
+        loader=PackageLoader("aggregator", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def _time(moment: datetime) -> _Time:
+    return _Time(
+        iso=moment.isoformat(timespec="seconds"),
+        text=moment.strftime("%Y-%m-%d %H:%M:%S %z"),
+        date=moment.strftime("%Y-%m-%d"),
+    )
+
+
+def _excerpt(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _summary(item: StoredItem) -> str:
+    """The summary as plain text, or "" when it would only repeat the content."""
+    summary = plain_text(item.summary)
+    return "" if summary == plain_text(item.content) else summary
+
+
+def _category_listing(site: SiteConfig, slug: str) -> Listing:
+    return Listing("category", slug, site.category_title(slug))
+
+
+def _feed(site: SiteConfig, listing: Listing) -> _Feed:
+    return _Feed(
+        title=listing.full_title(site.title),
+        url=absolute_url(site.base_url, listing.feed_path),
+        site_url=site_relative_url(site.base_url, listing.feed_path),
+    )
+
+
+def _listing_link(site: SiteConfig, listing: Listing, text: str | None = None) -> _Link:
+    """A link to a listing's first index page, named by its title unless told otherwise."""
+    return _Link(site_relative_url(site.base_url, listing.folder), listing.title if text is None else text)
+
+
+def render_archive_page(site: SiteConfig, item: StoredItem) -> str:
+    """The archive page of one item: everything the seed post carries, as HTML."""
+    category = _category_listing(site, item.category)
+    summary = _summary(item)
+    template = _environment().get_template("archive.html")
+    return template.render(
+        site=site,
+        page_title=f"{item.title} · {site.title}",
+        description=_excerpt(summary or plain_text(item.content), _DESCRIPTION_CHARS),
+        canonical_url=absolute_url(site.base_url, item.archive_path),
+        feed=_feed(site, category),
+        home_url=site_relative_url(site.base_url, ""),
+        item=item,
+        published=_time(item.published),
+        sources=[_Source(source.title, http_url(source.link)) for source in item.sources],
+        categories=[_listing_link(site, _category_listing(site, slug)) for slug in item.categories],
+        tags=[_listing_link(site, Listing("tag", tag, tag)) for tag in item.tags],
+        summary=summary,
+        content=Markup(sanitize_html(item.content, item.url)),  # sanitized just now
+        original_url=http_url(item.url),
+        back_to_category=_listing_link(
+            site, category, site.labels.back_to_category.format(title=category.title)
+        ),
+        back_to_home=_Link(site_relative_url(site.base_url, ""), site.labels.back_to_home),
+    )
+
+
+def render_index_pages(
+    site: SiteConfig, listing: Listing, items: Sequence[StoredItem]
+) -> list[tuple[str, str]]:
+    """The index pages of a listing as (path, html), `items` newest first; at least one page."""
+    per_page = max(1, site.items_per_page)
+    chunks = [items[start : start + per_page] for start in range(0, len(items), per_page)] or [()]
+    feed = _feed(site, listing)
+    template = _environment().get_template("index.html")
+    pages = []
+    for number, chunk in enumerate(chunks, start=1):
+        title = listing.full_title(site.title)
+        if number > 1:
+            title = f"{title} · {site.labels.page.format(number=number)}"
+        html_text = template.render(
+            site=site,
+            page_title=title,
+            description=title,
+            canonical_url=absolute_url(site.base_url, link_path(listing.page_path(number))),
+            feed=feed,
+            home_url=site_relative_url(site.base_url, ""),
+            heading=site.title if listing.kind == "home" else listing.title,
+            categories=[
+                _listing_link(site, Listing("category", category.slug, category.title))
+                for category in site.categories
+            ]
+            if listing.kind == "home"
+            else [],
+            entries=[_entry(site, item) for item in chunk],
+            empty_text=_empty_text(site.language),
+            page_label=site.labels.page.format(number=number),
+            newer=_page_link(site, listing, number - 1, site.labels.newer) if number > 1 else None,
+            older=(
+                _page_link(site, listing, number + 1, site.labels.older) if number < len(chunks) else None
+            ),
+        )
+        pages.append((listing.page_path(number), html_text))
+    return pages
+
+
+def _entry(site: SiteConfig, item: StoredItem) -> _Entry:
+    return _Entry(
+        url=site_relative_url(site.base_url, item.archive_path),
+        title=item.title,
+        published=_time(item.published),
+        category=_listing_link(site, _category_listing(site, item.category)),
+        summary=_excerpt(plain_text(item.summary) or plain_text(item.content), _EXCERPT_CHARS),
+    )
+
+
+def _page_link(site: SiteConfig, listing: Listing, number: int, text: str) -> _Link:
+    return _Link(site_relative_url(site.base_url, link_path(listing.page_path(number))), text)
+
+
+def _empty_text(language: str) -> str:
+    """Shown on an empty listing. Belongs in `Labels` once it has a field for it."""
+    return "这里还没有内容。" if language.lower().startswith("zh") else "Nothing here yet."
+
+
+def render_jekyll_post(site: SiteConfig, item: StoredItem) -> tuple[str, str]:
+    """The item as a Jekyll post, byte for byte in the seed's format: (path, text)."""
+    front_matter = [
+        "---",
+        "layout: post",
+        f"title: {json.dumps(item.title, ensure_ascii=False)}",  # JSON strings are YAML scalars
+        f"date: {_time(item.published).text}",
+        f"categories: {' '.join(item.categories)}",
+        f"tags: {_yaml_tags(item.tags)}",
+        "---",
+    ]
+    blocks = []
+    if summary := _summary(item):
+        # Plain text on one line; escaped because Markdown passes raw HTML through.
+        blocks.append("> " + html.escape(summary, quote=False))
+    if content := sanitize_html(item.content, item.url):
+        blocks.append(content)
+    if original := http_url(item.url):
+        blocks.append(f"<{original}>")
+    category = _category_listing(site, item.category)
+    back_to_category = site.labels.back_to_category.format(title=category.title)
+    blocks.append(
+        f"[{back_to_category}]({protocol_relative_url(site.base_url, category.folder)})"
+        f"{_FULLWIDTH_BAR}[{site.labels.back_to_home}]({protocol_relative_url(site.base_url, '')})"
+    )
+    # The seed has no newline after the last line.
+    text = "\n".join(front_matter) + "\n" + "\n\n".join(blocks)
+    return jekyll_post_path(item.published, item.slug), text
+
+
+def _yaml_tags(tags: Sequence[str]) -> str:
+    """Space-separated like the seed, or a YAML flow list when a tag would not survive that."""
+    if all(_BARE_TAG.fullmatch(tag) and tag.lower() not in _YAML_KEYWORDS for tag in tags):
+        return " ".join(tags) if tags else "[]"
+    return "[" + ", ".join(json.dumps(tag, ensure_ascii=False) for tag in tags) + "]"

@@ -1,0 +1,587 @@
+"""Render: output feeds checked against the Atom RELAX NG schema and read back
+with feedparser; pages parsed back; the Jekyll post rebuilt from the seed."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import re
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import feedparser
+import lxml.html
+import pytest
+from lxml import etree
+
+from aggregator import layout
+from aggregator.layout import Listing
+from aggregator.models import Category, Labels, SiteConfig, SourceRef, StoredItem
+from aggregator.render.atom import EMPTY_FEED_UPDATED, render_atom
+from aggregator.render.html import http_url, plain_text, sanitize_html
+from aggregator.render.pages import render_archive_page, render_index_pages, render_jekyll_post
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+ATOM_RNG = SHARED / "schemas" / "atom.rng"
+SEED_POST = SHARED / "seed" / "example-archive-page.md"
+ATOM = "{http://www.w3.org/2005/Atom}"
+
+CST = timezone(timedelta(hours=8))
+EST = timezone(timedelta(hours=-5))
+
+SEED_TITLE = "广东省：建设省数据交易场所 建设粤港澳大湾区大数据中心"  # the seed's colon
+SEED_URL = "http://finance.eastmoney.com/news/1345,202203142307712884.html"
+SEED_TAG = "东财滚动新闻"
+SEED_TAG_PATH = "/tags/%E4%B8%9C%E8%B4%A2%E6%BB%9A%E5%8A%A8%E6%96%B0%E9%97%BB/"
+
+LABELS = Labels(
+    home="首页",
+    back_to_home="返回首页",
+    back_to_category="返回{title}",
+    original="原文",
+    tags="标签",
+    category="分类",
+    subscribe="订阅",
+    newer="较新",
+    older="较旧",
+    page="第 {number} 页",
+)
+SITE = SiteConfig(
+    title="Finews 财经",
+    base_url="https://finews.withounder.com/",
+    timezone="Asia/Shanghai",
+    language="zh-CN",
+    labels=LABELS,
+    items_per_feed=20,
+    items_per_page=4,
+    categories=(Category("emnews", "东财滚动新闻"), Category("tech", "Technology")),
+)
+
+LATIN_CONTENT = (
+    '<p onclick="steal()">Rust 1.80 is out.<script>alert(1)</script></p>'
+    '<p><a href="javascript:alert(2)">click me</a> and <a href="/notes/">the notes</a>.</p>'
+    '<img src="images/ferris.png" alt="Ferris" style="width:1px" onerror="steal()">'
+    '<img src="data:image/png;base64,AAAA" alt="tracker">'
+    '<iframe src="https://video.example/embed/1">no frames</iframe>'
+    "<style>p{display:none}</style>"
+)
+
+
+def _seed_lines() -> list[str]:
+    return SEED_POST.read_text(encoding="utf-8").split("\n")
+
+
+def _seed_summary() -> str:
+    return _seed_lines()[7].removeprefix("> ")
+
+
+def _seed_content() -> str:
+    return _seed_lines()[9]
+
+
+def _item(
+    number: int,
+    *,
+    title: str,
+    url: str | None,
+    category: str,
+    published: datetime,
+    summary: str = "",
+    content: str = "",
+    tags: tuple[str, ...] = (),
+    authors: tuple[str, ...] = (),
+    sources: tuple[SourceRef, ...] = (),
+    updated: datetime | None = None,
+) -> StoredItem:
+    url_key = url or f"urn:item:{number}"
+    slug = layout.slug_for(title, url_key)
+    return StoredItem(
+        id=number,
+        entry_id=f"tag:finews.withounder.com,2022:{slug}",
+        slug=slug,
+        archive_path=layout.archive_path(category, published, slug),
+        url=url,
+        url_key=url_key,
+        title=title,
+        summary=summary,
+        content=content,
+        published=published,
+        updated=updated or published,
+        first_seen=published.astimezone(UTC),
+        authors=authors,
+        category=category,
+        categories=(category,),
+        tags=tags,
+        sources=sources,
+    )
+
+
+def cjk_item() -> StoredItem:
+    return _item(
+        1,
+        title=SEED_TITLE,
+        url=SEED_URL,
+        category="emnews",
+        published=datetime(2022, 3, 14, 10, 55, 11, tzinfo=CST),
+        summary=_seed_summary(),
+        content=_seed_content(),
+        tags=(SEED_TAG,),
+        sources=(
+            SourceRef(
+                name="emnews",
+                title="东方财富网 滚动新闻",
+                url="https://rss.example.org/eastmoney/emnews.xml",
+                link="http://finance.eastmoney.com/",
+            ),
+        ),
+    )
+
+
+def latin_item() -> StoredItem:
+    return _item(
+        2,
+        title='Rust 1.80 "Ferris" <b>released</b> & more',
+        url="https://blog.example.com/posts/rust-1-80.html",
+        category="tech",
+        published=datetime(2022, 3, 13, 21, 0, 0, tzinfo=EST),
+        updated=datetime(2022, 3, 14, 9, 30, 0, tzinfo=EST),
+        summary="<p>Lazy cells &amp; exclusive ranges.</p>",
+        content=LATIN_CONTENT,
+        tags=("Rust", "release notes"),
+        authors=("Jane Doe", "John Roe"),
+        sources=(
+            SourceRef(name="rust", title="Rust Blog", url="https://blog.example.com/feed.xml", link=None),
+            SourceRef(name="lobsters", title="Lobsters", url="https://lobste.rs/rss", link=None),
+        ),
+    )
+
+
+# --- sanitizer ---------------------------------------------------------------------------------
+
+
+def test_sanitize_removes_active_content_and_resolves_relative_urls() -> None:
+    cleaned = sanitize_html(LATIN_CONTENT, "https://blog.example.com/posts/rust-1-80.html")
+    for forbidden in ("<script", "alert", "onclick", "onerror", "javascript:", "data:", "<iframe", "style"):
+        assert forbidden not in cleaned
+    assert '<img src="https://blog.example.com/posts/images/ferris.png" alt="Ferris">' in cleaned
+    assert '<a href="https://blog.example.com/notes/" rel="noopener noreferrer">the notes</a>' in cleaned
+    assert '<a rel="noopener noreferrer">click me</a>' in cleaned
+
+
+def test_sanitize_without_base_drops_relative_urls() -> None:
+    assert sanitize_html('<a href="/x">x</a><img src="y.png">', None) == (
+        '<a rel="noopener noreferrer">x</a><img>'
+    )
+
+
+def test_sanitize_keeps_article_structure() -> None:
+    html = (
+        '<h2>T</h2><table><tr><td colspan="2">c</td></tr></table><ul><li>i</li></ul>'
+        "<blockquote>q</blockquote><pre><code>x</code></pre>"
+        '<figure><img src="https://e.test/a.png" alt="a" title="t" width="1" height="2">'
+        "<figcaption>f</figcaption></figure><center>c</center>"
+    )
+    cleaned = sanitize_html(html, None)
+    for kept in (
+        "<h2>",
+        '<td colspan="2">',
+        "<li>",
+        "<blockquote>",
+        "<pre><code>",
+        '<img src="https://e.test/a.png" alt="a" title="t" width="1" height="2">',
+        "<figcaption>",
+        "<center>",
+    ):
+        assert kept in cleaned
+
+
+@pytest.mark.parametrize(
+    ("html", "text"),
+    [
+        ("<p>One.</p><p>Two &amp; three&nbsp;four</p>", "One. Two & three four"),
+        ("a<br>b<script>var x = 1;</script>\n\n  c", "a b c"),
+        ("<b>bold</b>ly", "boldly"),
+        ("5 < 6 &lt;b&gt;", "5 < 6 <b>"),
+        ("", ""),
+    ],
+)
+def test_plain_text(html: str, text: str) -> None:
+    assert plain_text(html) == text
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://e.test/a", "https://e.test/a"),
+        (" HTTP://e.test/a ", "HTTP://e.test/a"),
+        ("javascript:alert(1)", None),
+        ("/relative", None),
+        (None, None),
+    ],
+)
+def test_http_url(url: str | None, expected: str | None) -> None:
+    assert http_url(url) == expected
+
+
+def test_link_path_names_folders() -> None:
+    assert layout.link_path("index.html") == ""
+    assert layout.link_path("emnews/page/2/index.html") == "emnews/page/2/"
+    assert layout.link_path("emnews/myindex.html") == "emnews/myindex.html"
+
+
+# --- output feeds ------------------------------------------------------------------------------
+
+
+def _validate_atom(data: bytes) -> etree._Element:
+    """RELAX NG validation, then the three Schematron rules of RFC 4287 that RELAX NG ignores."""
+    schema = etree.RelaxNG(etree.parse(str(ATOM_RNG)))
+    root = etree.fromstring(data)
+    assert schema.validate(root), schema.error_log
+    feed_has_author = root.find(f"{ATOM}author") is not None
+    for entry in root.iterfind(f"{ATOM}entry"):
+        source_has_author = entry.find(f"{ATOM}source/{ATOM}author") is not None
+        assert feed_has_author or source_has_author or entry.find(f"{ATOM}author") is not None
+        alternates = [
+            link for link in entry.iterfind(f"{ATOM}link") if link.get("rel", "alternate") == "alternate"
+        ]
+        assert alternates or entry.find(f"{ATOM}content") is not None
+        kinds = [(link.get("type"), link.get("hreflang")) for link in alternates]
+        assert len(kinds) == len(set(kinds)), "two alternate links of one type and language"
+    return root
+
+
+def _listings() -> list[tuple[Listing, list[StoredItem]]]:
+    cjk, latin = cjk_item(), latin_item()
+    return [
+        (Listing("home", "", LABELS.home), [cjk, latin]),
+        (Listing("category", "emnews", "东财滚动新闻"), [cjk]),
+        (Listing("tag", SEED_TAG, SEED_TAG), [cjk]),
+        (Listing("category", "tech", "Technology"), [latin]),
+        (Listing("category", "empty", "Empty"), []),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("listing", "items"), _listings(), ids=["home", "category", "cjk-tag", "latin-category", "empty"]
+)
+def test_atom_validates_and_reads_back(listing: Listing, items: Sequence[StoredItem]) -> None:
+    data = render_atom(SITE, listing, items)
+    assert data == render_atom(SITE, listing, items), "same input, same bytes"
+    root = _validate_atom(data)
+
+    parsed = feedparser.parse(io.BytesIO(data))
+    assert not parsed.bozo, parsed.get("bozo_exception")
+    feed_url = layout.absolute_url(SITE.base_url, listing.feed_path)
+    expected_title = SITE.title if listing.kind == "home" else f"{listing.title} · {SITE.title}"
+    assert parsed.feed.title == expected_title
+    assert parsed.feed.id == feed_url
+    links = {link.rel: link.href for link in parsed.feed.links}
+    assert links == {"self": feed_url, "alternate": layout.absolute_url(SITE.base_url, listing.folder)}
+    assert parsed.feed.language == "zh-CN"
+    assert [author.name for author in parsed.feed.authors] == [SITE.title]
+    expected_updated = max((item.updated for item in items), default=EMPTY_FEED_UPDATED)
+    assert datetime.fromisoformat(parsed.feed.updated) == expected_updated
+
+    assert [entry.id for entry in parsed.entries] == [item.entry_id for item in items], "order kept"
+    raw_entries = root.findall(f"{ATOM}entry")
+    for item, entry, raw in zip(items, parsed.entries, raw_entries, strict=True):
+        _check_entry(item, entry, raw)
+
+
+def _check_entry(item: StoredItem, entry: feedparser.FeedParserDict, raw: etree._Element) -> None:
+    assert entry.title == item.title
+    rels = {link.rel: link.href for link in entry.links}
+    assert rels == {
+        "alternate": layout.absolute_url(SITE.base_url, item.archive_path),
+        "related": item.url,
+    }
+    # The publisher's offset survives as written.
+    assert entry.published == item.published.isoformat()
+    assert entry.updated == item.updated.isoformat()
+    assert [author.name for author in entry.get("authors", [])] == list(item.authors)
+
+    terms = [(tag.term, tag.scheme, tag.label) for tag in entry.tags]
+    assert terms == [
+        (slug, f"{SITE.base_url}{slug}/", SITE.category_title(slug)) for slug in item.categories
+    ] + [(tag, f"{SITE.base_url}tags/", None) for tag in item.tags]
+
+    source = item.sources[0]
+    assert entry.source.title == source.title
+    assert entry.source.id == source.url
+    assert {link.rel: link.href for link in entry.source.links}["self"] == source.url
+
+    assert entry.summary == plain_text(item.summary)
+    expected_content = sanitize_html(item.content, item.url)
+    assert raw.findtext(f"{ATOM}content") == expected_content
+    assert raw.find(f"{ATOM}content").get("type") == "html"
+    assert entry.content[0].type == "text/html"
+
+
+def test_atom_cjk_entry_details() -> None:
+    data = render_atom(SITE, Listing("tag", SEED_TAG, SEED_TAG), [cjk_item()])
+    text = data.decode("utf-8")
+    assert "<published>2022-03-14T10:55:11+08:00</published>" in text
+    assert f"https://finews.withounder.com{SEED_TAG_PATH}atom.xml" in text
+    assert '<link rel="alternate" type="text/html" href="http://finance.eastmoney.com/"/>' in text
+    assert "dfscdn.dfcfw.com/download/D24915042179361925738_w640h427.jpg" in text
+
+
+def test_atom_drops_characters_xml_forbids() -> None:
+    item = replace(latin_item(), title="Vertical\x0btab", content="<p>form\x0cfeed</p>", tags=("a\x00b",))
+    data = render_atom(SITE, Listing("home", "", LABELS.home), [item])
+    _validate_atom(data)
+    parsed = feedparser.parse(io.BytesIO(data))
+    assert parsed.entries[0].title == "Verticaltab"
+    assert parsed.entries[0].tags[-1].term == "ab"
+
+
+def test_atom_entry_without_url_or_source() -> None:
+    item = replace(latin_item(), url=None, sources=(), authors=(), summary="", content="")
+    data = render_atom(SITE, Listing("home", "", LABELS.home), [item])
+    root = _validate_atom(data)
+    entry = root.find(f"{ATOM}entry")
+    assert entry.find(f"{ATOM}source") is None
+    assert entry.find(f"{ATOM}content") is None
+    assert [link.get("rel") for link in entry.iterfind(f"{ATOM}link")] == [None]  # alternate
+
+
+# --- archive page ------------------------------------------------------------------------------
+
+
+def _parse_page(page: str) -> lxml.html.HtmlElement:
+    assert page.startswith("<!doctype html>\n")
+    return lxml.html.document_fromstring(page)
+
+
+def test_archive_page_carries_what_the_seed_carries() -> None:
+    item = cjk_item()
+    doc = _parse_page(render_archive_page(SITE, item))
+    archive_url = "https://finews.withounder.com/" + item.archive_path
+
+    assert doc.get("lang") == "zh-CN"
+    assert doc.findtext(".//title") == f"{SEED_TITLE} · {SITE.title}"
+    assert doc.findtext(".//h1") == SEED_TITLE
+    time = doc.find(".//article//time")
+    assert time.text == "2022-03-14 10:55:11 +0800"
+    assert time.get("datetime") == "2022-03-14T10:55:11+08:00"
+
+    assert doc.xpath('//p[span[text()="分类"]]/a/@href') == ["/emnews/"]
+    assert doc.xpath('//p[span[text()="标签"]]/a/@href') == [SEED_TAG_PATH]
+    hrefs = {a.text_content(): a.get("href") for a in doc.iterfind(".//a")}
+    assert hrefs["返回东财滚动新闻"] == "/emnews/"
+    assert hrefs["返回首页"] == "/"
+    assert hrefs["东方财富网 滚动新闻"] == "http://finance.eastmoney.com/"
+    original = doc.xpath(f'//a[@href="{SEED_URL}"]')
+    assert [a.text for a in original] == [SEED_URL]
+    assert original[0].get("rel") == "noopener noreferrer"
+
+    assert doc.findtext(".//blockquote") == _seed_summary()
+    content = doc.find_class("content")[0]
+    assert content.xpath(".//h3")[0].text_content() == "相关报道"
+    assert "https://dfscdn.dfcfw.com/download/D24915042179361925738_w640h427.jpg" in content.xpath(
+        ".//img/@src"
+    )
+
+    head = {(link.get("rel"), link.get("type")): link for link in doc.iterfind(".//head/link")}
+    feed_link = head[("alternate", "application/atom+xml")]
+    assert feed_link.get("href") == "https://finews.withounder.com/emnews/atom.xml"
+    assert feed_link.get("title") == f"东财滚动新闻 · {SITE.title}"
+    assert head[("canonical", None)].get("href") == archive_url
+    description = doc.xpath('//meta[@name="description"]/@content')[0]
+    assert description.startswith("广东省印发广东省数字政府改革建设2022年工作要点的通知")
+    assert len(description) <= 160
+
+
+def test_archive_page_sanitizes_and_escapes() -> None:
+    item = latin_item()
+    page = render_archive_page(SITE, item)
+    doc = _parse_page(page)
+
+    assert "&lt;b&gt;released&lt;/b&gt; &amp; more" in page
+    assert doc.findtext(".//h1") == item.title
+    for forbidden in ("<script", "alert(", "onclick", "onerror", "javascript:", "data:image", "<iframe"):
+        assert forbidden not in page
+    content = doc.find_class("content")[0]
+    assert content.xpath(".//img/@src") == ["https://blog.example.com/posts/images/ferris.png"]
+    assert content.xpath('.//a[text()="the notes"]/@href') == ["https://blog.example.com/notes/"]
+    assert doc.find_class("authors")[0].text == "Jane Doe, John Roe"
+    assert doc.find_class("sources")[0].text_content() == "Rust Blog, Lobsters"
+    assert doc.findtext(".//blockquote") == "Lazy cells & exclusive ranges."
+    assert doc.find(".//article//time").text == "2022-03-13 21:00:00 -0500"
+    tag_links = [a.get("href") for a in doc.xpath('//a[@rel="tag"]')]
+    assert tag_links == ["/tags/Rust/", "/tags/release-notes/"]
+
+
+def test_archive_page_omits_a_summary_that_repeats_the_content() -> None:
+    item = replace(latin_item(), summary="<p>Same text.</p>", content="<p>Same   text.</p>")
+    assert _parse_page(render_archive_page(SITE, item)).find(".//blockquote") is None
+
+
+# --- index pages -------------------------------------------------------------------------------
+
+
+def _many_items(count: int) -> list[StoredItem]:
+    start = datetime(2022, 3, 1, 8, 0, 0, tzinfo=CST)
+    items = [
+        _item(
+            100 + n,
+            title=f"Item number {n}",
+            url=f"https://news.example.org/{n}.html",
+            category="tech" if n % 2 else "emnews",
+            published=start + timedelta(hours=n),
+            summary=f"Summary {n}",
+        )
+        for n in range(count)
+    ]
+    return sorted(items, key=lambda item: item.published, reverse=True)
+
+
+def _entry_titles(doc: lxml.html.HtmlElement) -> list[str]:
+    return [h2.text_content() for h2 in doc.iterfind(".//article/h2")]
+
+
+def _nav(doc: lxml.html.HtmlElement) -> dict[str, str]:
+    return {a.get("rel"): a.get("href") for a in doc.xpath('//nav[@class="pages"]/a')}
+
+
+def test_index_pages_paginate_newest_first() -> None:
+    items = _many_items(10)  # 2.5 pages of 4
+    pages = render_index_pages(SITE, Listing("home", "", LABELS.home), items)
+
+    assert [path for path, _ in pages] == ["index.html", "page/2/index.html", "page/3/index.html"]
+    docs = [_parse_page(page) for _, page in pages]
+    titles = [_entry_titles(doc) for doc in docs]
+    assert [len(page_titles) for page_titles in titles] == [4, 4, 2]
+    assert list(itertools.chain.from_iterable(titles)) == [item.title for item in items]
+    assert titles[0][0] == "Item number 9"
+
+    assert _nav(docs[0]) == {"next": "/page/2/"}
+    assert _nav(docs[1]) == {"prev": "/", "next": "/page/3/"}
+    assert _nav(docs[2]) == {"prev": "/page/2/"}
+    assert docs[1].findtext(".//title") == f"{SITE.title} · 第 2 页"
+    assert docs[1].xpath('//link[@rel="canonical"]/@href') == ["https://finews.withounder.com/page/2/"]
+
+    first = docs[0]
+    assert first.xpath('//a[text()="订阅"]/@href') == ["/atom.xml"]
+    assert first.xpath('//link[@type="application/atom+xml"]/@href') == [
+        "https://finews.withounder.com/atom.xml"
+    ]
+    category_links = first.xpath("//nav/ul/li/a")
+    assert [(a.text, a.get("href")) for a in category_links] == [
+        ("东财滚动新闻", "/emnews/"),
+        ("Technology", "/tech/"),
+    ]
+    entry = first.find(".//article")
+    assert entry.xpath(".//h2/a/@href") == ["/" + items[0].archive_path]
+    assert entry.find(".//time").text == "2022-03-01"
+    assert entry.xpath(".//p/a/text()") == ["Technology"]
+    assert entry.xpath("./p[2]/text()") == ["Summary 9"]
+
+
+def test_tag_index_pages_use_percent_encoded_folders() -> None:
+    listing = Listing("tag", SEED_TAG, SEED_TAG)
+    site = replace(SITE, items_per_page=1)
+    pages = render_index_pages(site, listing, [cjk_item(), cjk_item()])
+    assert [path for path, _ in pages] == [
+        f"tags/{SEED_TAG}/index.html",
+        f"tags/{SEED_TAG}/page/2/index.html",
+    ]
+    second = _parse_page(pages[1][1])
+    assert _nav(second) == {"prev": SEED_TAG_PATH}
+    assert second.xpath('//a[text()="订阅"]/@href') == [SEED_TAG_PATH + "atom.xml"]
+    assert second.findtext(".//h1") == SEED_TAG
+    assert not second.xpath("//nav/ul"), "only the home page lists the categories"
+
+
+def test_empty_listing_has_one_friendly_page() -> None:
+    pages = render_index_pages(SITE, Listing("category", "emnews", "东财滚动新闻"), [])
+    assert [path for path, _ in pages] == ["emnews/index.html"]
+    doc = _parse_page(pages[0][1])
+    assert doc.find_class("empty")[0].text == "这里还没有内容。"
+    assert doc.find(".//article") is None
+    assert doc.xpath('//nav[@class="pages"]') == []
+    assert doc.xpath('//a[text()="订阅"]/@href') == ["/emnews/atom.xml"]
+
+
+# --- Jekyll post -------------------------------------------------------------------------------
+
+# What the sanitizer changes in the seed's content line, rule by rule (see test below).
+_SANITIZER_DROPS = re.compile(r' (?:style|class|id|data-code|web)="[^"]*"')
+_SPAN_HREF = re.compile(r'(<span[^>]*?) href="[^"]*"')
+_XHTML_VOID = re.compile(r" />")
+_LINK_START = re.compile(r'(<a href="[^"]*")>')
+
+
+def _seed_content_as_sanitized(seed: str) -> str:
+    """The seed's content line with exactly the documented sanitizer differences applied."""
+    text = _SPAN_HREF.sub(r"\1", seed)  # href is not an attribute of <span>
+    text = _SANITIZER_DROPS.sub("", text)  # presentation and page-script hooks
+    text = _XHTML_VOID.sub(">", text)  # html5ever writes <br> and <img ...>, not <br />
+    return _LINK_START.sub(r'\1 rel="noopener noreferrer">', text)  # our link policy
+
+
+def test_jekyll_post_rebuilds_the_seed() -> None:
+    seed = SEED_POST.read_text(encoding="utf-8")
+    seed_lines = seed.split("\n")
+    item = cjk_item()
+    path, text = render_jekyll_post(SITE, item)
+    lines = text.split("\n")
+
+    assert path == f"_posts/2022-03-14-{item.slug}.md"
+    assert len(lines) == len(seed_lines) == 14
+    assert lines[:7] == seed_lines[:7], "front matter"
+    assert lines[7] == seed_lines[7], "summary"
+    assert lines[11] == seed_lines[11], "original URL"
+    assert lines[13] == seed_lines[13], "back links"
+    assert lines[8] == lines[10] == lines[12] == ""
+    assert not text.endswith("\n") and not seed.endswith("\n")
+
+    # The content line differs from the seed only by what the sanitizer does.
+    assert lines[9] != seed_lines[9]
+    assert lines[9] == _seed_content_as_sanitized(seed_lines[9])
+    everything_but_content = [*lines[:9], *lines[10:]]
+    assert everything_but_content == [*seed_lines[:9], *seed_lines[10:]]
+
+
+def test_jekyll_post_quotes_what_yaml_and_markdown_would_misread() -> None:
+    item = replace(latin_item(), title='Say "hi" \\ bye', summary="a < b & c")
+    _, text = render_jekyll_post(SITE, item)
+    lines = text.split("\n")
+    assert lines[2] == 'title: "Say \\"hi\\" \\\\ bye"'
+    assert lines[3] == "date: 2022-03-13 21:00:00 -0500"
+    assert lines[4] == "categories: tech"
+    assert lines[5] == 'tags: ["Rust", "release notes"]'
+    assert lines[7] == "> a &lt; b &amp; c"
+    assert lines[-1] == (
+        "[返回Technology](//finews.withounder.com/tech/)｜[返回首页](//finews.withounder.com/)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("tags", "line"),
+    [
+        (("东财滚动新闻", "Rust"), "tags: 东财滚动新闻 Rust"),
+        (("C++", "node.js"), "tags: C++ node.js"),
+        ((), "tags: []"),
+        (("#hash",), 'tags: ["#hash"]'),
+        (("yes",), 'tags: ["yes"]'),
+        (("2022",), 'tags: ["2022"]'),
+        (("a: b",), 'tags: ["a: b"]'),
+    ],
+)
+def test_jekyll_tags(tags: tuple[str, ...], line: str) -> None:
+    _, text = render_jekyll_post(SITE, replace(cjk_item(), tags=tags))
+    assert text.split("\n")[5] == line
+
+
+def test_jekyll_post_without_summary_or_url() -> None:
+    item = replace(cjk_item(), summary="", url=None, content="<p>正文</p>")
+    _, text = render_jekyll_post(SITE, item)
+    assert text.split("\n")[6:] == [
+        "---",
+        "<p>正文</p>",
+        "",
+        "[返回东财滚动新闻](//finews.withounder.com/emnews/)｜[返回首页](//finews.withounder.com/)",
+    ]
