@@ -41,6 +41,7 @@ LABELS_BY_LANGUAGE: dict[str, Labels] = {
         newer="Newer",
         older="Older",
         page="Page {number}",
+        empty="Nothing here yet.",
     ),
     "zh": Labels(
         home="首页",
@@ -53,6 +54,7 @@ LABELS_BY_LANGUAGE: dict[str, Labels] = {
         newer="较新",
         older="较早",
         page="第 {number} 页",
+        empty="这里还没有内容。",
     ),
 }
 LABEL_NAMES = tuple(f.name for f in fields(Labels))

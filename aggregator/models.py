@@ -58,6 +58,7 @@ class Labels:
     newer: str
     older: str
     page: str  # contains "{number}"
+    empty: str  # an index page with no items yet
 
 
 @dataclass(frozen=True, slots=True)

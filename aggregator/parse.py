@@ -42,7 +42,6 @@ import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 from zoneinfo import ZoneInfo
@@ -52,6 +51,7 @@ from feedparser.encodings import convert_to_utf8
 
 from aggregator.errors import ParseError
 from aggregator.models import Item, ParsedFeed
+from aggregator.text import plain_text, shorten
 from aggregator.urls import item_key
 
 # A feedparser dictionary (FeedParserDict). Read it only through _text and
@@ -144,6 +144,9 @@ def _strip_doctype(xml: bytes) -> bytes:
     return b"".join(kept) + xml[pos:]
 
 
+_UNTITLED_LENGTH = 80
+
+
 def _item(entry: _Node, base: str, source: str, zone: ZoneInfo, keep_source_tags: bool) -> Item | None:
     """One entry as an Item; None when it has nothing to show."""
     url = _entry_url(entry, base)
@@ -155,6 +158,9 @@ def _item(entry: _Node, base: str, source: str, zone: ZoneInfo, keep_source_tags
     content = _content(entry, summary)
     if not (url or guid or title or content):
         return None
+    # Pages, index lines and Atom entries all need a title: an untitled item
+    # (common for micro-posts) is named by the start of its text, else its link.
+    title = title or shorten(plain_text(content), _UNTITLED_LENGTH) or url or guid or "(untitled)"
     return Item(
         url_key=item_key(url, guid, title, content, source=source),
         url=url,
@@ -228,44 +234,8 @@ def _plain_text(node: _Node, key: str) -> str:
     """A title as plain text on one line: HTML titles lose their tags and entities."""
     value = _text(node, key)
     if _detail_type(node, key) in _HTML_TYPES:
-        value = _html_to_text(value)
+        value = plain_text(value)
     return " ".join(value.split())
-
-
-class _TextCollector(HTMLParser):
-    """Collects the text of an HTML fragment, skipping script and style."""
-
-    _SKIPPED = frozenset({"script", "style"})
-    # Tags that separate words although they hold no space: "a<br>b" is two words.
-    _BREAKS = frozenset({"br", "p", "div", "li", "tr", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6"})
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._skipping: str | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self._SKIPPED:
-            self._skipping = tag
-        elif tag in self._BREAKS:
-            self.parts.append(" ")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == self._skipping:
-            self._skipping = None
-        elif tag in self._BREAKS:
-            self.parts.append(" ")
-
-    def handle_data(self, data: str) -> None:
-        if self._skipping is None:
-            self.parts.append(data)
-
-
-def _html_to_text(fragment: str) -> str:
-    collector = _TextCollector()
-    collector.feed(fragment)
-    collector.close()
-    return "".join(collector.parts)
 
 
 def _as_html(value: str, content_type: str) -> str:

@@ -673,3 +673,19 @@ def test_external_entities_are_not_read() -> None:
 def test_doctype_text_inside_content_is_kept() -> None:
     body = rss("<item><title>t</title><description><![CDATA[<!DOCTYPE html><p>x</p>]]></description></item>")
     assert parse(body).items[0].summary == "<!DOCTYPE html><p>x</p>"
+
+
+def test_untitled_items_are_named_by_their_text_or_link() -> None:
+    long_text = "word " * 40
+    body = (
+        '<rss version="2.0"><channel><title>Notes</title><link>https://notes.example/</link>'
+        "<item><description>&lt;p&gt;Just a &lt;b&gt;short&lt;/b&gt; note.&lt;/p&gt;</description>"
+        "<link>https://notes.example/1</link></item>"
+        f"<item><description>{long_text}</description><link>https://notes.example/2</link></item>"
+        '<item><description>&lt;img src="x.png"&gt;</description><link>https://notes.example/3</link></item>'
+        "</channel></rss>"
+    ).encode()
+    short, long, image_only = parse(body).items
+    assert short.title == "Just a short note."
+    assert long.title.endswith("…") and len(long.title) <= 80 and long.title.startswith("word word")
+    assert image_only.title == "https://notes.example/3"

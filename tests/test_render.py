@@ -47,6 +47,7 @@ LABELS = Labels(
     newer="较新",
     older="较旧",
     page="第 {number} 页",
+    empty="这里还没有内容。",
 )
 SITE = SiteConfig(
     title="Finews 财经",

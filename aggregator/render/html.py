@@ -1,4 +1,4 @@
-"""Publisher HTML made safe to republish, and reduced to plain text.
+"""Publisher HTML made safe to republish.
 
 Everything a source sends is untrusted: it is republished on our own origin,
 so scripts, event handlers and dangerous URL schemes must never survive.
@@ -6,11 +6,12 @@ so scripts, event handlers and dangerous URL schemes must never survive.
 
 from __future__ import annotations
 
-from html.parser import HTMLParser
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
 import nh3
+
+from ..text import plain_text
 
 # What an article needs to read well; anything else is unwrapped (text kept).
 # `center` is kept: older CMSs centre figures with it (as the seed page does)
@@ -51,16 +52,7 @@ _DROPPED_WITH_CONTENT = frozenset(
 _URL_SCHEMES = frozenset({"http", "https", "mailto"})
 _LINK_REL = "noopener noreferrer"
 
-# Tags whose boundaries separate words, so their text must not run together.
-_BLOCK_TAGS = frozenset(
-    {
-        "address", "article", "aside", "blockquote", "br", "caption", "center", "dd", "div",
-        "dl", "dt", "figcaption", "figure", "footer", "h1", "h2", "h3", "h4", "h5", "h6",
-        "header", "hr", "li", "main", "nav", "ol", "p", "pre", "section", "table", "td", "th",
-        "tr", "ul",
-    }
-)  # fmt: skip
-_INVISIBLE_TAGS = frozenset({"script", "style", "template", "noscript", "head", "title"})
+__all__ = ["http_url", "plain_text", "sanitize_html"]
 
 
 def http_url(url: str | None) -> str | None:
@@ -88,40 +80,3 @@ def sanitize_html(html: str, base_url: str | None) -> str:
         strip_comments=True,
         url_relative=("rewrite_with_base", base) if base else "deny",
     )
-
-
-class _TextCollector(HTMLParser):
-    """Collects character data, with a space at block boundaries and scripts skipped."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._hidden_depth = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _INVISIBLE_TAGS:
-            self._hidden_depth += 1
-        elif tag in _BLOCK_TAGS:
-            self.parts.append(" ")
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _BLOCK_TAGS:
-            self.parts.append(" ")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _INVISIBLE_TAGS:
-            self._hidden_depth = max(0, self._hidden_depth - 1)
-        elif tag in _BLOCK_TAGS:
-            self.parts.append(" ")
-
-    def handle_data(self, data: str) -> None:
-        if not self._hidden_depth:
-            self.parts.append(data)
-
-
-def plain_text(html: str) -> str:
-    """The readable text of an HTML fragment on one line: for summaries and descriptions."""
-    collector = _TextCollector()
-    collector.feed(html)
-    collector.close()
-    return " ".join("".join(collector.parts).split())

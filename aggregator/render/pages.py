@@ -175,7 +175,7 @@ def render_index_pages(
             if listing.kind == "home"
             else [],
             entries=[_entry(site, item) for item in chunk],
-            empty_text=_empty_text(site.language),
+            empty_text=site.labels.empty,
             page_label=site.labels.page.format(number=number),
             newer=_page_link(site, listing, number - 1, site.labels.newer) if number > 1 else None,
             older=(
@@ -198,11 +198,6 @@ def _entry(site: SiteConfig, item: StoredItem) -> _Entry:
 
 def _page_link(site: SiteConfig, listing: Listing, number: int, text: str) -> _Link:
     return _Link(site_relative_url(site.base_url, link_path(listing.page_path(number))), text)
-
-
-def _empty_text(language: str) -> str:
-    """Shown on an empty listing. Belongs in `Labels` once it has a field for it."""
-    return "这里还没有内容。" if language.lower().startswith("zh") else "Nothing here yet."
 
 
 def render_jekyll_post(site: SiteConfig, item: StoredItem) -> tuple[str, str]:
