@@ -586,3 +586,12 @@ def test_jekyll_post_without_summary_or_url() -> None:
         "",
         "[返回东财滚动新闻](//finews.withounder.com/emnews/)｜[返回首页](//finews.withounder.com/)",
     ]
+
+
+def test_jekyll_post_url_is_the_archive_path_even_with_several_categories() -> None:
+    """Jekyll's default permalink is /:categories/:year/:month/:day/:title.html."""
+    item = replace(cjk_item(), categories=("emnews", "tech"))
+    path, text = render_jekyll_post(SITE, item)
+    assert text.split("\n")[4] == "categories: emnews"
+    year, month, day, slug = path.removeprefix("_posts/").removesuffix(".md").split("-", 3)
+    assert f"emnews/{year}/{month}/{day}/{slug}.html" == item.archive_path

@@ -207,7 +207,9 @@ def render_jekyll_post(site: SiteConfig, item: StoredItem) -> tuple[str, str]:
         "layout: post",
         f"title: {json.dumps(item.title, ensure_ascii=False)}",  # JSON strings are YAML scalars
         f"date: {_time(item.published).text}",
-        f"categories: {' '.join(item.categories)}",
+        # Only the archive category: Jekyll builds the post URL from its categories
+        # (/:categories/:year/:month/:day/:title.html), and that must be the archive path.
+        f"categories: {item.category}",
         f"tags: {_yaml_tags(item.tags)}",
         "---",
     ]
