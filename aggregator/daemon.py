@@ -58,7 +58,16 @@ def run_tick(
     wanted = set(names)
     sources = [source for source in config.sources if source.name in wanted]
     polled = update_sources(store, sources, utc_now, workers=workers, stop=stop)
-    return TickResult(polled=polled, published=publish(store, config))
+    result = TickResult(polled=polled, published=publish(store, config))
+    log.info(
+        "tick polled=%d failed=%d new=%d updated=%d written=%d",
+        len(polled),
+        sum(1 for poll in polled if not poll.ok),
+        sum(poll.new for poll in polled),
+        sum(poll.updated for poll in polled),
+        result.published.written,
+    )
+    return result
 
 
 class Daemon:
@@ -78,19 +87,9 @@ class Daemon:
     def tick(self) -> None:
         """One scheduled tick; an unexpected error is logged and the next tick tries again."""
         try:
-            result = run_tick(self.store, self.config, workers=self.workers, stop=self.stop)
+            run_tick(self.store, self.config, workers=self.workers, stop=self.stop)
         except Exception:
-            log.exception("tick failed")
-            return
-        failed = sum(1 for poll in result.polled if not poll.ok)
-        log.info(
-            "tick polled=%d failed=%d new=%d updated=%d written=%d",
-            len(result.polled),
-            failed,
-            sum(poll.new for poll in result.polled),
-            sum(poll.updated for poll in result.polled),
-            result.published.written,
-        )
+            log.exception("tick failed; the next tick tries again")
 
     def run(self) -> None:
         """Block until SIGTERM or SIGINT; the first tick starts at once."""

@@ -20,7 +20,7 @@ RESERVED_FOLDERS = frozenset({"tags", "page", "_posts", "assets"})
 _MAX_SLUG_LENGTH = 60
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 _UNSAFE_IN_FOLDER = re.compile(r"[\x00-\x1f\x7f/\\?#%\"<>|:*]+")
-_WHITESPACE = re.compile(r"\s+")
+_MAX_TAG_FOLDER = 60  # characters; 180 bytes of CJK stays under the usual 255-byte file name limit
 
 
 def short_hash(text: str, length: int = 10) -> str:
@@ -54,10 +54,17 @@ def jekyll_post_path(published: datetime, slug: str) -> str:
 
 
 def tag_folder(tag: str) -> str:
-    """A folder name for a tag: CJK and case kept, path syntax removed."""
+    """A folder name for a tag: the tag itself (CJK, case and spaces kept) when that is safe.
+
+    A tag holding path syntax, starting with a dot or too long for a file
+    name is cleaned and given a hash suffix, so that two different tags
+    ("a/b" and "a-b") never share a folder.
+    """
     name = unicodedata.normalize("NFKC", tag).strip()
-    name = _UNSAFE_IN_FOLDER.sub("-", _WHITESPACE.sub("-", name)).strip("-.")
-    return name or f"tag-{short_hash(tag, 8)}"
+    if name and len(name) <= _MAX_TAG_FOLDER and not _UNSAFE_IN_FOLDER.search(name) and name[0] != ".":
+        return name
+    cleaned = _UNSAFE_IN_FOLDER.sub("-", name)[: _MAX_TAG_FOLDER - 9].strip("-. ")
+    return f"{cleaned or 'tag'}-{short_hash(tag, 8)}"
 
 
 def absolute_url(base_url: str, path: str) -> str:
