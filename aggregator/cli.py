@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     poll.add_argument("--all", action="store_true", help="every configured source")
     poll.add_argument("names", nargs="*", metavar="NAME", help="source names")
     poll.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="concurrent fetches")
+    poll.add_argument(
+        "--no-publish", action="store_true", help="only poll and store; publish later with `publish`"
+    )
 
     publish_command = commands.add_parser("publish", help="write the output folder from the database")
     publish_command.add_argument("--full", action="store_true", help="re-render everything, not only changes")
@@ -100,7 +103,7 @@ def _dispatch(args: argparse.Namespace, config: Config, store: Store) -> int:
         names = [source.name for source in config.sources] if args.all else args.names
         for name in names:
             config.source(name)  # ConfigError for an unknown name
-        run_tick(store, config, names=names, workers=args.workers)
+        run_tick(store, config, names=names, workers=args.workers, publish_after=not args.no_publish)
     elif args.command == "publish":
         publish(store, config, full=args.full)
     elif args.command == "status":

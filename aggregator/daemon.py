@@ -51,14 +51,16 @@ def run_tick(
     names: list[str] | None = None,
     workers: int = DEFAULT_WORKERS,
     stop: threading.Event | None = None,
+    publish_after: bool = True,
 ) -> TickResult:
-    """Poll the due sources (or exactly `names`, due or not), then publish."""
+    """Poll the due sources (or exactly `names`, due or not), then publish (unless told not to)."""
     if names is None:
         names = store.due_sources([source.name for source in config.sources], utc_now())
     wanted = set(names)
     sources = [source for source in config.sources if source.name in wanted]
     polled = update_sources(store, sources, utc_now, workers=workers, stop=stop)
-    result = TickResult(polled=polled, published=publish(store, config))
+    published = publish(store, config) if publish_after else PublishResult(0, 0, 0, 0)
+    result = TickResult(polled=polled, published=published)
     log.info(
         "tick polled=%d failed=%d new=%d updated=%d written=%d",
         len(polled),

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import socket
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -118,6 +119,11 @@ class _Server(ThreadingHTTPServer):
             with self._lock:
                 self._connections.discard(request)
         super().shutdown_request(request)
+
+    def handle_error(self, request: _Request, client_address: Any) -> None:
+        """A client hanging up between requests is normal here; anything else is printed."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
     def hang_up(self) -> None:
         """End every open connection, so that handlers waiting for a client's next request return."""

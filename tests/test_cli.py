@@ -90,17 +90,19 @@ def test_poll_status_and_publish(tmp_path: Path, feed_server: FeedServer) -> Non
     unknown = _run("-c", str(config), "poll", "nope")
     assert unknown.returncode == 2 and "no source named 'nope'" in unknown.stderr
 
-    polled = _run("-c", str(config), "poll", "--all")
+    polled = _run("-c", str(config), "poll", "--all", "--no-publish")
     assert polled.returncode == 0, "a failing source is not a failing run"
     assert "poll source=wire status=200 new=2" in polled.stderr
     assert "poll source=missing status=404 error='HTTP 404" in polled.stderr
+    assert not (tmp_path / "site").exists(), "--no-publish writes no output"
+    assert _run("-c", str(config), "poll", "--all").returncode == 0
 
     status = _run("-c", str(config), "status")
     assert status.returncode == 0
     header, *rows = status.stdout.splitlines()
     assert header.split()[:4] == ["SOURCE", "LAST", "POLL", "HTTP"]
     by_name = {row.split()[0]: row for row in rows}
-    assert " 200 " in by_name["wire"] and " 2 " in by_name["wire"]
+    assert " 304 " in by_name["wire"] and " 2 " in by_name["wire"]  # the last poll was conditional
     assert " 404 " in by_name["missing"] and "HTTP 404" in by_name["missing"]
 
     index = tmp_path / "site" / "world" / "index.html"
