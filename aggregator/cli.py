@@ -15,11 +15,11 @@ from zoneinfo import ZoneInfo
 
 from . import __version__
 from .config import Config, config_path, load_config
-from .daemon import Daemon, run_tick
+from .daemon import Daemon, polling_for, run_tick
 from .errors import ConfigError, StoreError
+from .models import SourceStatus
 from .publish import publish
 from .store import Store, display_url
-from .update import DEFAULT_WORKERS
 
 log = logging.getLogger("aggregator")
 
@@ -41,18 +41,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="poll due sources and publish, forever (or --once)")
     run.add_argument("--once", action="store_true", help="run one tick and exit (for cron or a first look)")
-    run.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="concurrent fetches")
+    run.add_argument("--workers", type=int, help="concurrent fetches (default: polling.workers, 16)")
+    run.add_argument(
+        "--no-publish", action="store_true", help="only poll; another process publishes (several workers)"
+    )
 
     poll = commands.add_parser("poll", help="poll sources now regardless of schedule, then publish")
     poll.add_argument("--all", action="store_true", help="every configured source")
     poll.add_argument("names", nargs="*", metavar="NAME", help="source names")
-    poll.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="concurrent fetches")
+    poll.add_argument("--workers", type=int, help="concurrent fetches (default: polling.workers, 16)")
     poll.add_argument(
         "--no-publish", action="store_true", help="only poll and store; publish later with `publish`"
     )
 
     publish_command = commands.add_parser("publish", help="write the output folder from the database")
     publish_command.add_argument("--full", action="store_true", help="re-render everything, not only changes")
+
+    enable = commands.add_parser("enable", help="re-enable a source disabled by 410 Gone; poll it next tick")
+    enable.add_argument("name", metavar="NAME")
 
     commands.add_parser("check", help="validate the config and print a summary")
     commands.add_parser("status", help="a table of sources: last poll, HTTP status, items, errors, next due")
@@ -91,11 +97,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace, config: Config, store: Store) -> int:
     store.sync_sources(config.sources)
+    polling = polling_for(config, getattr(args, "workers", None))
     if args.command == "run":
         if args.once:
-            run_tick(store, config, workers=args.workers)
+            run_tick(store, config, polling=polling, publish_after=not args.no_publish)
         else:
-            Daemon(store, config, workers=args.workers).run()
+            Daemon(store, config, polling=polling, publish_after=not args.no_publish).run()
     elif args.command == "poll":
         if args.all == bool(args.names):
             print("aggregator: poll needs either --all or source names", file=sys.stderr)
@@ -103,9 +110,13 @@ def _dispatch(args: argparse.Namespace, config: Config, store: Store) -> int:
         names = [source.name for source in config.sources] if args.all else args.names
         for name in names:
             config.source(name)  # ConfigError for an unknown name
-        run_tick(store, config, names=names, workers=args.workers, publish_after=not args.no_publish)
+        run_tick(store, config, names=names, polling=polling, publish_after=not args.no_publish)
     elif args.command == "publish":
         publish(store, config, full=args.full)
+    elif args.command == "enable":
+        config.source(args.name)  # ConfigError for an unknown name
+        store.enable(args.name)
+        print(f"source {args.name} enabled; it is polled at the next tick")
     elif args.command == "status":
         print(format_status(store, config))
     elif args.command == "db":
@@ -136,7 +147,7 @@ def describe_config(config: Config) -> str:
 def format_status(store: Store, config: Config) -> str:
     zone = ZoneInfo(config.site.timezone)
     configured = {source.name for source in config.sources}
-    header = ("SOURCE", "LAST POLL", "HTTP", "ITEMS", "ERRORS", "NEXT DUE", "LAST ERROR")
+    header = ("SOURCE", "LAST POLL", "HTTP", "ITEMS", "ERRORS", "NEXT DUE", "NOTE")
     rows = [
         (
             row.name if row.name in configured else f"{row.name} (not in config)",
@@ -144,8 +155,12 @@ def format_status(store: Store, config: Config) -> str:
             str(row.last_status) if row.last_status is not None else "-",
             str(row.items),
             str(row.error_count),
-            _when(row.next_check_at, zone) if row.next_check_at else "now",
-            (row.last_error or "")[:80],
+            "disabled"
+            if row.disabled_reason
+            else _when(row.next_check_at, zone)
+            if row.next_check_at
+            else "now",
+            _note(row),
         )
         for row in store.status()
     ]
@@ -154,6 +169,20 @@ def format_status(store: Store, config: Config) -> str:
         "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
         for line in [header, *rows]
     )
+
+
+def _note(row: SourceStatus) -> str:
+    """What an operator should know about a source, most important first."""
+    notes = []
+    if row.disabled_reason:
+        notes.append(f"disabled: {row.disabled_reason}")
+    if row.url != row.config_url:
+        notes.append(f"moved permanently to {row.url} (update the config)")
+    elif row.moved_to:
+        notes.append(f"redirects permanently to {row.moved_to} (not adopted yet)")
+    if row.last_error and not row.disabled_reason:
+        notes.append(f"last error: {row.last_error[:80]}")
+    return "; ".join(notes)
 
 
 def _when(moment: datetime | None, zone: ZoneInfo) -> str:

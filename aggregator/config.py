@@ -166,6 +166,12 @@ class DefaultsModel(_Strict):
     user_agent: str = Field(default=DEFAULT_USER_AGENT, min_length=1)
 
 
+class PollingModel(_Strict):
+    workers: int = Field(default=16, ge=1, le=256)
+    per_host: int = Field(default=2, ge=1, le=64)
+    lease: Duration = timedelta(minutes=5)
+
+
 class CategoryModel(_Strict):
     title: str = Field(min_length=1)
 
@@ -218,6 +224,7 @@ class ConfigModel(_Strict):
     database: str = "sqlite:///data/aggregator.db"
     output: OutputModel = Field(default_factory=OutputModel)
     defaults: DefaultsModel = Field(default_factory=DefaultsModel)
+    polling: PollingModel = Field(default_factory=PollingModel)
     categories: dict[str, CategoryModel] = Field(default_factory=dict)
     sources: list[SourceModel] = Field(min_length=1)
 
@@ -242,6 +249,9 @@ class Config:
     output_dir: Path
     formats: frozenset[str]
     sources: tuple[SourceConfig, ...]
+    workers: int = 16  # concurrent fetches in one process
+    per_host: int = 2  # connections at once to one host
+    lease: timedelta = timedelta(minutes=5)  # how long a claimed source stays this worker's
 
     def source(self, name: str) -> SourceConfig:
         for source in self.sources:
@@ -360,4 +370,7 @@ def _build(path: Path, model: ConfigModel) -> Config:
         output_dir=output_dir if output_dir.is_absolute() else (path.parent / output_dir).resolve(),
         formats=frozenset(model.output.formats),
         sources=sources,
+        workers=model.polling.workers,
+        per_host=model.polling.per_host,
+        lease=model.polling.lease,
     )

@@ -22,7 +22,7 @@ from .config import Config
 from .models import UpdateResult
 from .publish import PublishResult, publish
 from .store import Store
-from .update import DEFAULT_WORKERS, update_sources
+from .update import Polling, update_sources
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,11 @@ class TickResult:
     published: PublishResult
 
 
+def polling_for(config: Config, workers: int | None = None) -> Polling:
+    """This process's polling settings: the config's, with --workers if given."""
+    return Polling(workers=workers or config.workers, per_host=config.per_host, lease=config.lease)
+
+
 def tick_interval(config: Config) -> timedelta:
     """Often enough that no source waits much past its interval, at most once a minute."""
     return min([MAX_TICK, *(source.interval for source in config.sources)])
@@ -49,16 +54,16 @@ def run_tick(
     config: Config,
     *,
     names: list[str] | None = None,
-    workers: int = DEFAULT_WORKERS,
+    polling: Polling | None = None,
     stop: threading.Event | None = None,
     publish_after: bool = True,
 ) -> TickResult:
-    """Poll the due sources (or exactly `names`, due or not), then publish (unless told not to)."""
-    if names is None:
-        names = store.due_sources([source.name for source in config.sources], utc_now())
-    wanted = set(names)
-    sources = [source for source in config.sources if source.name in wanted]
-    polled = update_sources(store, sources, utc_now, workers=workers, stop=stop)
+    """Poll the due sources this worker can claim (or exactly `names`, due or not), then publish."""
+    wanted = set(names) if names is not None else None
+    sources = [source for source in config.sources if wanted is None or source.name in wanted]
+    polled = update_sources(
+        store, sources, utc_now, polling=polling or polling_for(config), due_only=names is None, stop=stop
+    )
     published = publish(store, config) if publish_after else PublishResult(0, 0, 0, 0)
     result = TickResult(polled=polled, published=published)
     log.info(
@@ -75,10 +80,11 @@ def run_tick(
 class Daemon:
     """`aggregator run`: ticks until told to stop."""
 
-    def __init__(self, store: Store, config: Config, *, workers: int = DEFAULT_WORKERS) -> None:
+    def __init__(self, store: Store, config: Config, *, polling: Polling, publish_after: bool = True) -> None:
         self.store = store
         self.config = config
-        self.workers = workers
+        self.polling = polling
+        self.publish_after = publish_after
         self.stop = threading.Event()
         self._scheduler = BlockingScheduler(
             executors={"default": ThreadPoolExecutor(1)},
@@ -89,7 +95,13 @@ class Daemon:
     def tick(self) -> None:
         """One scheduled tick; an unexpected error is logged and the next tick tries again."""
         try:
-            run_tick(self.store, self.config, workers=self.workers, stop=self.stop)
+            run_tick(
+                self.store,
+                self.config,
+                polling=self.polling,
+                stop=self.stop,
+                publish_after=self.publish_after,
+            )
         except Exception:
             log.exception("tick failed; the next tick tries again")
 

@@ -10,6 +10,8 @@ A failing source is recorded as data (error count, message, backoff); these
 exceptions only cross the boundary of one source's update or of the CLI.
 """
 
+from collections.abc import Mapping
+
 
 class AggregatorError(Exception):
     """Base of every error the aggregator raises deliberately."""
@@ -20,7 +22,17 @@ class ConfigError(AggregatorError):
 
 
 class FetchError(AggregatorError):
-    """A source could not be fetched; the message says why."""
+    """A source could not be fetched; the message says why.
+
+    For an HTTP error answer, `status` and the response `headers` (lower-case
+    names) come along, so that the scheduler can honour Retry-After and a 410
+    can disable the source.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, headers: Mapping[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.headers: Mapping[str, str] = headers or {}
 
 
 class ParseError(AggregatorError):

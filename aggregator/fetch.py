@@ -161,13 +161,18 @@ def _receive(response: requests.Response, url: str, policy: FetchPolicy, deadlin
             raise deadline.error()
     else:
         reason = response.reason or _standard_reason(status)
-        raise FetchError(f"HTTP {status} {reason}".rstrip())
+        raise FetchError(
+            f"HTTP {status} {reason}".rstrip(),
+            status=status,
+            headers={name.lower(): value for name, value in response.headers.items()},
+        )
     return Fetched(
         url=url,
         final_url=response.url,
         status=status,
         headers={name.lower(): value for name, value in response.headers.items()},
         body=body,
+        redirects=tuple(hop.status_code for hop in response.history),
     )
 
 

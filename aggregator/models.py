@@ -83,11 +83,16 @@ class SiteConfig:
 class SourceState:
     """What the store remembers about a source between polls."""
 
+    url: str | None = None  # where to poll: the configured URL, or where it moved permanently
     etag: str | None = None
     last_modified: str | None = None
+    body_hash: str | None = None
     next_check_at: datetime | None = None
     error_count: int = 0
     last_error: str | None = None
+    disabled_reason: str | None = None
+    moved_to: str | None = None  # a permanent redirect target seen on the last polls
+    moved_count: int = 0  # on how many polls in a row
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,10 +104,16 @@ class Fetched:
     status: int
     headers: Mapping[str, str]  # lower-case names
     body: bytes
+    redirects: tuple[int, ...] = ()  # the status of each redirect followed, in order
 
     @property
     def not_modified(self) -> bool:
         return self.status == 304
+
+    @property
+    def moved_permanently(self) -> bool:
+        """Every hop was a permanent redirect (301/308): the publisher says the source moved."""
+        return bool(self.redirects) and all(status in (301, 308) for status in self.redirects)
 
     @property
     def etag(self) -> str | None:
@@ -136,6 +147,7 @@ class ParsedFeed:
     title: str
     link: str | None  # the publisher's site
     items: tuple[Item, ...]
+    ttl: timedelta | None = None  # how often the publisher says it changes (<ttl>, sy:updatePeriod)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,13 +206,16 @@ class SourceStatus:
     """A row of `aggregator status`."""
 
     name: str
-    url: str
+    url: str  # where it is polled
+    config_url: str
     last_polled_at: datetime | None
     last_status: int | None
     items: int
     error_count: int
     last_error: str | None
     next_check_at: datetime | None
+    disabled_reason: str | None = None
+    moved_to: str | None = None
 
 
 __all__ = [

@@ -40,7 +40,7 @@ import io
 import re
 import time
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -123,7 +123,29 @@ def parse_feed(
         title=_plain_text(feed, "title") or urlsplit(url).hostname or url,
         link=_alternate_url(feed, url),
         items=tuple(item for item in items if item is not None),
+        ttl=_update_hint(feed),
     )
+
+
+_SY_PERIODS = {
+    "hourly": timedelta(hours=1),
+    "daily": timedelta(days=1),
+    "weekly": timedelta(weeks=1),
+    "monthly": timedelta(days=30),
+    "yearly": timedelta(days=365),
+}
+
+
+def _update_hint(feed: _Node) -> timedelta | None:
+    """How often the publisher says the feed changes: RSS <ttl> minutes, else sy:updatePeriod."""
+    ttl = _text(feed, "ttl").strip()
+    if ttl.isdigit() and int(ttl) > 0:
+        return timedelta(minutes=int(ttl))
+    period = _SY_PERIODS.get(_text(feed, "sy_updateperiod").strip().lower())
+    if period is None:
+        return None
+    frequency = _text(feed, "sy_updatefrequency").strip()
+    return period / int(frequency) if frequency.isdigit() and int(frequency) > 0 else period
 
 
 def _strip_doctype(xml: bytes) -> bytes:

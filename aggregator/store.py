@@ -79,7 +79,8 @@ sources_table = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("name", String(64), nullable=False, unique=True),
-    Column("url", Text, nullable=False),
+    Column("config_url", Text, nullable=False),  # as configured; a change there starts afresh
+    Column("url", Text, nullable=False),  # as polled: config_url, or where it moved permanently
     Column("title", Text),
     Column("link", Text),
     Column("etag", Text),
@@ -89,6 +90,12 @@ sources_table = Table(
     Column("last_error", Text),
     Column("error_count", Integer, nullable=False, server_default="0"),
     Column("next_check_at", UTCDateTime),
+    Column("body_hash", String(64)),  # for publishers that ignore validators
+    Column("moved_to", Text),  # a permanent redirect seen on recent polls, not yet adopted
+    Column("moved_count", Integer, nullable=False, server_default="0"),
+    Column("disabled_reason", Text),  # set by 410 Gone; the source is not polled until enabled
+    Column("lease_owner", Text),  # the worker polling it now
+    Column("lease_until", UTCDateTime),
 )
 
 items_table = Table(
@@ -143,6 +150,23 @@ class SaveResult:
     new: int
     updated: int
     seen: int
+
+
+@dataclass(frozen=True, slots=True)
+class PollRecord:
+    """What one poll tells the store about its source; validators are kept only on success."""
+
+    polled_at: datetime
+    status: int | None
+    error: str | None
+    next_check_at: datetime
+    url: str  # where the source is polled from now on
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = None
+    moved_to: str | None = None
+    moved_count: int = 0
+    disabled_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,32 +291,79 @@ class Store:
     # -- sources -----------------------------------------------------------
 
     def sync_sources(self, sources: Sequence[SourceConfig]) -> None:
-        """Make sure every configured source has a row; a changed URL forgets old validators."""
+        """Give every configured source a row; a URL changed in the config starts it afresh.
+
+        A config change also re-enables a source disabled by a 410, and drops
+        an adopted redirect: the operator's word wins.
+        """
         with self._begin() as conn:
             existing = {row.name: row for row in conn.execute(select(sources_table))}
             for source in sources:
                 row = existing.get(source.name)
                 if row is None:
-                    conn.execute(sources_table.insert().values(name=source.name, url=source.url))
-                elif row.url != source.url:
+                    conn.execute(
+                        sources_table.insert().values(name=source.name, config_url=source.url, url=source.url)
+                    )
+                elif row.config_url != source.url:
                     conn.execute(
                         update(sources_table)
                         .where(sources_table.c.id == row.id)
-                        .values(url=source.url, etag=None, last_modified=None, next_check_at=None)
+                        .values(
+                            config_url=source.url,
+                            url=source.url,
+                            etag=None,
+                            last_modified=None,
+                            body_hash=None,
+                            next_check_at=None,
+                            moved_to=None,
+                            moved_count=0,
+                            disabled_reason=None,
+                        )
                     )
 
-    def due_sources(self, names: Iterable[str], now: datetime) -> list[str]:
-        """The given sources whose next check is due (or that were never polled)."""
-        wanted = list(names)
+    def claim(
+        self,
+        names: Sequence[str],
+        now: datetime,
+        *,
+        owner: str,
+        lease: timedelta,
+        due_only: bool = True,
+        limit: int | None = None,
+    ) -> list[str]:
+        """Lease sources to this worker so that no other worker polls them meanwhile.
+
+        One UPDATE ... RETURNING over a sub-select (FOR UPDATE SKIP LOCKED on
+        PostgreSQL, a single write transaction on SQLite): every source goes to
+        exactly one worker. A worker that dies keeps its lease until it
+        expires, then the source is due again for everyone. Disabled sources
+        are never claimed; `due_only=False` (a forced poll) ignores the schedule
+        but still respects other workers' leases.
+        """
+        table = sources_table
+        candidates = select(table.c.id).where(
+            table.c.name.in_(list(names)),
+            table.c.disabled_reason.is_(None),
+            table.c.lease_until.is_(None) | (table.c.lease_until <= now),
+        )
+        if due_only:
+            candidates = candidates.where(table.c.next_check_at.is_(None) | (table.c.next_check_at <= now))
+        candidates = candidates.order_by(
+            table.c.next_check_at.is_not(None), table.c.next_check_at, table.c.id
+        )
+        if limit is not None:
+            candidates = candidates.limit(limit)
         with self._begin() as conn:
-            rows = conn.execute(
-                select(sources_table.c.name).where(
-                    sources_table.c.name.in_(wanted),
-                    (sources_table.c.next_check_at.is_(None)) | (sources_table.c.next_check_at <= now),
-                )
-            )
-            due = {row.name for row in rows}
-        return [name for name in wanted if name in due]
+            if conn.dialect.name == "postgresql":
+                candidates = candidates.with_for_update(skip_locked=True)
+            claimed = conn.execute(
+                update(table)
+                .where(table.c.id.in_(candidates.scalar_subquery()))
+                .values(lease_owner=owner, lease_until=now + lease)
+                .returning(table.c.name)
+            ).scalars()
+            got = set(claimed)
+        return [name for name in names if name in got]
 
     def source_state(self, name: str) -> SourceState:
         with self._begin() as conn:
@@ -300,81 +371,69 @@ class Store:
         if row is None:
             return SourceState()
         return SourceState(
+            url=row.url,
             etag=row.etag,
             last_modified=row.last_modified,
+            body_hash=row.body_hash,
             next_check_at=row.next_check_at,
             error_count=row.error_count,
             last_error=row.last_error,
+            disabled_reason=row.disabled_reason,
+            moved_to=row.moved_to,
+            moved_count=row.moved_count,
         )
 
-    def record_not_modified(self, name: str, status: int, now: datetime, next_check_at: datetime) -> None:
-        with self._begin() as conn:
-            conn.execute(
-                update(sources_table)
-                .where(sources_table.c.name == name)
-                .values(
-                    last_polled_at=now,
-                    last_status=status,
-                    last_error=None,
-                    error_count=0,
-                    next_check_at=next_check_at,
-                )
-            )
-
-    def record_failure(
-        self, name: str, error: str, status: int | None, now: datetime, next_check_at: datetime
-    ) -> None:
-        with self._begin() as conn:
-            conn.execute(
-                update(sources_table)
-                .where(sources_table.c.name == name)
-                .values(
-                    last_polled_at=now,
-                    last_status=status,
-                    last_error=error,
-                    error_count=sources_table.c.error_count + 1,
-                    next_check_at=next_check_at,
-                )
-            )
-
-    def save_items(
-        self,
-        source: SourceConfig,
-        feed: ParsedFeed,
-        *,
-        status: int,
-        etag: str | None,
-        last_modified: str | None,
-        now: datetime,
-        next_check_at: datetime,
+    def record_poll(
+        self, source: SourceConfig, poll: PollRecord, feed: ParsedFeed | None = None
     ) -> SaveResult:
-        """Record a successful poll and merge its items, in one transaction."""
+        """Record one poll and merge its items, in one transaction; the lease ends with it."""
         new = updated = 0
+        values: dict[str, Any] = {
+            "url": poll.url,
+            "last_polled_at": poll.polled_at,
+            "last_status": poll.status,
+            "next_check_at": poll.next_check_at,
+            "moved_to": poll.moved_to,
+            "moved_count": poll.moved_count,
+            "disabled_reason": poll.disabled_reason,
+            "lease_owner": None,
+            "lease_until": None,
+        }
+        if poll.error is None:
+            values |= {
+                "last_error": None,
+                "error_count": 0,
+                "etag": poll.etag,
+                "last_modified": poll.last_modified,
+                "body_hash": poll.body_hash,
+            }
+        else:
+            values |= {"last_error": poll.error, "error_count": sources_table.c.error_count + 1}
+        if feed is not None:
+            values |= {"title": feed.title, "link": feed.link}
         with self._begin() as conn:
             source_id = conn.execute(
-                select(sources_table.c.id).where(sources_table.c.name == source.name)
-            ).scalar_one()
-            conn.execute(
                 update(sources_table)
-                .where(sources_table.c.id == source_id)
-                .values(
-                    title=feed.title,
-                    link=feed.link,
-                    url=source.url,
-                    etag=etag,
-                    last_modified=last_modified,
-                    last_polled_at=now,
-                    last_status=status,
-                    last_error=None,
-                    error_count=0,
-                    next_check_at=next_check_at,
-                )
-            )
-            for item in feed.items:
-                outcome = self._merge_item(conn, source, source_id, item, now)
+                .where(sources_table.c.name == source.name)
+                .values(**values)
+                .returning(sources_table.c.id)
+            ).scalar_one()
+            for item in feed.items if feed is not None else ():
+                outcome = self._merge_item(conn, source, source_id, item, poll.polled_at)
                 new += outcome == "new"
                 updated += outcome == "updated"
-        return SaveResult(new=new, updated=updated, seen=len(feed.items))
+        return SaveResult(new=new, updated=updated, seen=len(feed.items) if feed is not None else 0)
+
+    def enable(self, name: str) -> bool:
+        """Re-enable a source disabled by a 410 and poll it at the next tick; False if unknown."""
+        with self._begin() as conn:
+            found = conn.execute(
+                update(sources_table)
+                .where(sources_table.c.name == name)
+                .values(disabled_reason=None, error_count=0, next_check_at=None)
+                .returning(sources_table.c.id)
+            ).first()
+        return found is not None
 
     def _merge_item(
         self, conn: Connection, source: SourceConfig, source_id: int, item: Item, now: datetime
@@ -603,12 +662,15 @@ class Store:
             SourceStatus(
                 name=row.name,
                 url=row.url,
+                config_url=row.config_url,
                 last_polled_at=row.last_polled_at,
                 last_status=row.last_status,
                 items=row.item_count,
                 error_count=row.error_count,
                 last_error=row.last_error,
                 next_check_at=row.next_check_at,
+                disabled_reason=row.disabled_reason,
+                moved_to=row.moved_to,
             )
             for row in rows
         ]

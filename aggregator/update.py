@@ -1,62 +1,97 @@
-"""The one orchestrator: fetch -> parse -> store, per source, errors as values.
+"""The one orchestrator: claim -> fetch -> parse -> store, per source, errors as values.
 
-Fetching and parsing run in a thread pool; every database write happens on
-the calling thread in a short transaction, so SQLite never sees two writers
-from one process and one slow source never holds a transaction open.
+Sources are claimed from the database in batches (a lease, so that several
+workers sharing one PostgreSQL never poll the same source at once), fetched
+and parsed in a thread pool with at most `per_host` connections to any one
+host, and stored on the calling thread in short transactions, in config
+order, so that the first source listed files an article two sources bring in
+the same batch.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import random
+import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
+from . import schedule
 from .errors import FetchError, ParseError, StoreError
 from .fetch import fetch, make_session
 from .models import Fetched, ParsedFeed, SourceConfig, SourceState, UpdateResult
 from .parse import parse_feed
-from .store import Store
+from .store import PollRecord, Store
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF = timedelta(hours=24)
-DEFAULT_WORKERS = 8
+DEFAULT_WORKERS = 16  # fetching is I/O: threads mostly wait on sockets
+DEFAULT_PER_HOST = 2  # connections at once to one host: publishers ban rude pollers
+ADOPT_AFTER = 3  # polls in a row that must show the same permanent redirect before it is adopted
 
 
-def next_check_after_success(source: SourceConfig, now: datetime) -> datetime:
-    return now + source.interval
+@dataclass(frozen=True, slots=True)
+class Polling:
+    """How one process polls: its identity for leases, pool size, politeness, randomness."""
+
+    workers: int = DEFAULT_WORKERS
+    per_host: int = DEFAULT_PER_HOST
+    lease: timedelta = timedelta(minutes=5)
+    owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    rng: random.Random = field(default_factory=random.Random)
 
 
-def next_check_after_error(source: SourceConfig, now: datetime, error_count: int) -> datetime:
-    """Exponential backoff from the source's interval, capped at a day; never abandoned."""
-    factor = 1 << min(max(error_count - 1, 0), 16)
-    return now + min(source.interval * factor, max(MAX_BACKOFF, source.interval))
+class HostLimits:
+    """At most `per_host` requests in flight to any one host, across the pool's threads."""
+
+    def __init__(self, per_host: int) -> None:
+        self._per_host = per_host
+        self._lock = threading.Lock()
+        self._semaphores: dict[str, threading.Semaphore] = defaultdict(lambda: threading.Semaphore(per_host))
+
+    @contextmanager
+    def slot(self, url: str) -> Iterator[None]:
+        host = (urlsplit(url).hostname or "").lower()
+        with self._lock:
+            semaphore = self._semaphores[host]
+        with semaphore:
+            yield
 
 
 @dataclass(frozen=True, slots=True)
 class _Outcome:
-    """What a worker thread hands back: a response, its parse, or why it failed."""
+    """What a worker thread hands back: a response and its parse, or why it failed."""
 
-    fetched: Fetched | None
-    feed: ParsedFeed | None
-    error: str | None
-    status: int | None
-    started: float
+    fetched: Fetched | None = None
+    feed: ParsedFeed | None = None
+    unchanged: bool = False  # 304, or the same body as last time
+    error: FetchError | ParseError | None = None
+    started: float = 0.0
 
 
-def _fetch_and_parse(source: SourceConfig, state: SourceState) -> _Outcome:
+def body_hash(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def _fetch_and_parse(source: SourceConfig, state: SourceState, limits: HostLimits) -> _Outcome:
     started = time.monotonic()
-    with make_session(source.fetch) as session:
+    url = state.url or source.url
+    with limits.slot(url), make_session(source.fetch) as session:
         try:
-            fetched = fetch(session, source.url, source.fetch, state)
+            fetched = fetch(session, url, source.fetch, state)
         except FetchError as error:
-            return _Outcome(None, None, str(error), _status_of(error), started)
-    if fetched.not_modified:
-        return _Outcome(fetched, None, None, fetched.status, started)
+            return _Outcome(error=error, started=started)
+    if fetched.not_modified or (state.body_hash is not None and body_hash(fetched.body) == state.body_hash):
+        return _Outcome(fetched, unchanged=True, started=started)
     try:
         feed = parse_feed(
             fetched.body,
@@ -67,75 +102,134 @@ def _fetch_and_parse(source: SourceConfig, state: SourceState) -> _Outcome:
             keep_source_tags=source.keep_source_tags,
         )
     except ParseError as error:
-        return _Outcome(fetched, None, str(error), fetched.status, started)
-    return _Outcome(fetched, feed, None, fetched.status, started)
+        return _Outcome(fetched, error=error, started=started)
+    return _Outcome(fetched, feed, started=started)
 
 
-def _status_of(error: FetchError) -> int | None:
-    """The HTTP status a FetchError message starts with ("HTTP 503 ..."), for `status`."""
-    words = str(error).split()
-    if len(words) >= 2 and words[0] == "HTTP" and words[1].isdigit():
-        return int(words[1])
-    return None
+def _follow_move(url: str, state: SourceState, fetched: Fetched) -> tuple[str, str | None, int]:
+    """(url to poll from now on, pending move target, polls in a row that showed it).
+
+    A 301/308 chain is adopted only after ADOPT_AFTER polls in a row agree, so
+    a misconfigured server for an hour does not move a source for good; 302
+    and 307 are temporary and never adopted.
+    """
+    if not fetched.moved_permanently or fetched.final_url == url:
+        return url, None, 0
+    count = state.moved_count + 1 if state.moved_to == fetched.final_url else 1
+    if count >= ADOPT_AFTER:
+        return fetched.final_url, None, 0
+    return url, fetched.final_url, count
 
 
-def _record(
-    store: Store, source: SourceConfig, state: SourceState, outcome: _Outcome, now: datetime
-) -> UpdateResult:
-    """Write one source's outcome to the store and describe it."""
-    duration = time.monotonic() - outcome.started
-    if outcome.error is not None or outcome.fetched is None:
-        error = outcome.error or "no response"
-        errors = state.error_count + 1
-        store.record_failure(
-            source.name, error, outcome.status, now, next_check_after_error(source, now, errors)
-        )
-        return UpdateResult(source.name, status=outcome.status, error=error, duration=duration)
+def poll_record(
+    source: SourceConfig, state: SourceState, outcome: _Outcome, now: datetime, rng: random.Random
+) -> tuple[PollRecord, str | None]:
+    """What to store about one poll, and the error to report (None on success). Pure."""
+    url = state.url or source.url
     fetched = outcome.fetched
-    if outcome.feed is None:
-        store.record_not_modified(source.name, fetched.status, now, next_check_after_success(source, now))
-        return UpdateResult(source.name, status=fetched.status, not_modified=True, duration=duration)
-    saved = store.save_items(
-        source,
-        outcome.feed,
+    if outcome.error is not None:
+        error = outcome.error
+        status = error.status if isinstance(error, FetchError) else (fetched.status if fetched else None)
+        headers = error.headers if isinstance(error, FetchError) else {}
+        disabled = f"410 Gone since {now:%Y-%m-%d %H:%M} UTC" if status == 410 else None
+        record = PollRecord(
+            polled_at=now,
+            status=status,
+            error=str(error),
+            next_check_at=schedule.after_error(
+                source.interval,
+                state.error_count + 1,
+                now,
+                rng,
+                retry=schedule.retry_after(headers, now),
+            ),
+            url=url,
+            moved_to=state.moved_to,
+            moved_count=state.moved_count,
+            disabled_reason=disabled,
+        )
+        return record, str(error)
+    assert fetched is not None
+    new_url, moved_to, moved_count = _follow_move(url, state, fetched)
+    record = PollRecord(
+        polled_at=now,
         status=fetched.status,
-        etag=fetched.etag,
-        last_modified=fetched.last_modified,
-        now=now,
-        next_check_at=next_check_after_success(source, now),
+        error=None,
+        next_check_at=schedule.after_success(
+            source.interval,
+            now,
+            rng,
+            headers=fetched.headers,
+            feed_ttl=outcome.feed.ttl if outcome.feed else None,
+        ),
+        url=new_url,
+        etag=fetched.etag or (state.etag if fetched.not_modified else None),
+        last_modified=fetched.last_modified or (state.last_modified if fetched.not_modified else None),
+        body_hash=state.body_hash if fetched.not_modified else body_hash(fetched.body),
+        moved_to=moved_to,
+        moved_count=moved_count,
     )
-    return UpdateResult(
+    return record, None
+
+
+def _store_outcome(
+    store: Store,
+    source: SourceConfig,
+    state: SourceState,
+    outcome: _Outcome,
+    now: datetime,
+    rng: random.Random,
+) -> UpdateResult:
+    """Store one outcome; a database error is this source's failure, not the batch's."""
+    duration = time.monotonic() - outcome.started
+    record, error = poll_record(source, state, outcome, now, rng)
+    try:
+        saved = store.record_poll(source, record, outcome.feed)
+    except StoreError as store_error:
+        result = UpdateResult(source.name, status=record.status, error=str(store_error), duration=duration)
+        log_result(result)
+        return result
+    if record.url != (state.url or source.url):
+        log.warning(
+            "source=%s moved permanently to %s: adopted after %d polls", source.name, record.url, ADOPT_AFTER
+        )
+    if record.disabled_reason and not state.disabled_reason:
+        log.warning("source=%s disabled: %s (re-enable with `aggregator enable %s`)", source.name,
+                    record.disabled_reason, source.name)  # fmt: skip
+    result = UpdateResult(
         source.name,
-        status=fetched.status,
+        status=record.status,
         new=saved.new,
         updated=saved.updated,
         seen=saved.seen,
+        not_modified=outcome.unchanged,
+        error=error,
         duration=duration,
     )
+    log_result(result)
+    return result
 
 
 def log_result(result: UpdateResult) -> None:
     """One line per poll, greppable by source name."""
+    status = result.status if result.status is not None else "-"
     if result.error is not None:
         log.warning(
             "poll source=%s status=%s error=%r duration=%.2fs",
             result.source,
-            result.status if result.status is not None else "-",
+            status,
             result.error,
             result.duration,
         )
     elif result.not_modified:
         log.info(
-            "poll source=%s status=%s not-modified duration=%.2fs",
-            result.source,
-            result.status,
-            result.duration,
+            "poll source=%s status=%s not-modified duration=%.2fs", result.source, status, result.duration
         )
     else:
         log.info(
             "poll source=%s status=%s new=%d updated=%d seen=%d duration=%.2fs",
             result.source,
-            result.status,
+            status,
             result.new,
             result.updated,
             result.seen,
@@ -148,58 +242,48 @@ def update_sources(
     sources: Sequence[SourceConfig],
     clock: Callable[[], datetime],
     *,
-    workers: int = DEFAULT_WORKERS,
+    polling: Polling | None = None,
+    due_only: bool = True,
     stop: threading.Event | None = None,
 ) -> list[UpdateResult]:
-    """Poll the given sources now; one source's failure never stops the others.
+    """Poll the given sources that this worker can claim; one source's failure never stops the others.
 
-    `stop` lets a daemon shutting down skip sources not yet started while the
-    ones in flight finish and are stored.
+    `due_only=False` polls them whether due or not (still once each, and not
+    while another worker holds one). `stop` lets a daemon shutting down
+    finish the batch in flight and claim no more.
     """
-    states = {source.name: store.source_state(source.name) for source in sources}
+    polling = polling or Polling()
+    by_name = {source.name: source for source in sources}
+    remaining = list(by_name)
+    limits = HostLimits(polling.per_host)
     results: list[UpdateResult] = []
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(sources) or 1))) as pool:
-        futures = [(source, pool.submit(_guarded, source, states[source.name], stop)) for source in sources]
-        # Stored in config order, not completion order, so that when two sources bring the same
-        # new article in one tick, the first one listed is the one it is filed under.
-        for source, future in futures:
-            outcome = future.result()
-            if outcome is not None:
-                results.append(_store_outcome(store, source, states[source.name], outcome, clock()))
+    with ThreadPoolExecutor(max_workers=max(1, polling.workers), thread_name_prefix="poll") as pool:
+        while remaining and not (stop is not None and stop.is_set()):
+            batch = store.claim(
+                remaining, clock(), owner=polling.owner, lease=polling.lease, due_only=due_only,
+                limit=polling.workers * 2,
+            )  # fmt: skip
+            if not batch:
+                break
+            claimed = set(batch)
+            remaining = [name for name in remaining if name not in claimed]
+            states = {name: store.source_state(name) for name in batch}
+            futures = [
+                (by_name[name], pool.submit(_guarded, by_name[name], states[name], limits)) for name in batch
+            ]
+            for source, future in futures:
+                results.append(
+                    _store_outcome(store, source, states[source.name], future.result(), clock(), polling.rng)
+                )
     return results
 
 
-def _guarded(source: SourceConfig, state: SourceState, stop: threading.Event | None) -> _Outcome | None:
+def _guarded(source: SourceConfig, state: SourceState, limits: HostLimits) -> _Outcome:
     """Run in a worker: never raises, so a bug in one source cannot hide another's result."""
-    if stop is not None and stop.is_set():
-        return None
     try:
-        return _fetch_and_parse(source, state)
+        return _fetch_and_parse(source, state, limits)
     except Exception as error:  # a bug, not a bad source: keep the traceback
         log.exception("unexpected error while polling source=%s", source.name)
         return _Outcome(
-            None, None, f"internal error: {type(error).__name__}: {error}", None, time.monotonic()
+            error=FetchError(f"internal error: {type(error).__name__}: {error}"), started=time.monotonic()
         )
-
-
-def _store_outcome(
-    store: Store, source: SourceConfig, state: SourceState, outcome: _Outcome, now: datetime
-) -> UpdateResult:
-    """Store one outcome; a database error is this source's failure, not the tick's."""
-    try:
-        result = _record(store, source, state, outcome, now)
-    except StoreError as error:
-        result = UpdateResult(source.name, status=outcome.status, error=str(error))
-        try:
-            store.record_failure(
-                source.name, str(error), outcome.status, now, next_check_after_error(source, now, 1)
-            )
-        except StoreError:
-            log.error("cannot record the failure of source=%s: database unavailable", source.name)
-    log_result(result)
-    return result
-
-
-def select_sources(sources: Iterable[SourceConfig], names: Iterable[str]) -> list[SourceConfig]:
-    wanted = set(names)
-    return [source for source in sources if source.name in wanted]

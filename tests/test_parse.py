@@ -689,3 +689,26 @@ def test_untitled_items_are_named_by_their_text_or_link() -> None:
     assert short.title == "Just a short note."
     assert long.title.endswith("…") and len(long.title) <= 80 and long.title.startswith("word word")
     assert image_only.title == "https://notes.example/3"
+
+
+@pytest.mark.parametrize(
+    ("channel", "hint"),
+    [
+        ("<ttl>90</ttl>", timedelta(minutes=90)),
+        ("<sy:updatePeriod>daily</sy:updatePeriod>", timedelta(days=1)),
+        (
+            "<sy:updatePeriod>hourly</sy:updatePeriod><sy:updateFrequency>4</sy:updateFrequency>",
+            timedelta(minutes=15),
+        ),
+        ("<ttl>0</ttl>", None),
+        ("<ttl>soon</ttl><sy:updatePeriod>sometimes</sy:updatePeriod>", None),
+        ("", None),
+    ],
+)
+def test_update_hints(channel: str, hint: timedelta | None) -> None:
+    body = (
+        '<rss version="2.0" xmlns:sy="http://purl.org/rss/1.0/modules/syndication/"><channel>'
+        f"<title>t</title>{channel}<item><title>x</title><link>https://e.example/1</link></item>"
+        "</channel></rss>"
+    ).encode()
+    assert parse(body).ttl == hint

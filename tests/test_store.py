@@ -10,7 +10,7 @@ import pytest
 
 from aggregator.errors import StoreError
 from aggregator.models import FetchPolicy, Item, ParsedFeed, SourceConfig
-from aggregator.store import Store
+from aggregator.store import PollRecord, Store
 from aggregator.urls import item_key
 
 NOW = datetime(2022, 3, 14, 3, 0, tzinfo=UTC)
@@ -59,14 +59,17 @@ def store(database_url: str) -> Iterator[Store]:
 
 
 def _save(store: Store, source: SourceConfig, *items: Item, now: datetime = NOW) -> tuple[int, int]:
-    result = store.save_items(
+    result = store.record_poll(
         source,
+        PollRecord(
+            polled_at=now,
+            status=200,
+            error=None,
+            next_check_at=now + source.interval,
+            url=source.url,
+            etag='"v1"',
+        ),
         ParsedFeed(title=source.name.title(), link="https://example.com/", items=items),
-        status=200,
-        etag='"v1"',
-        last_modified=None,
-        now=now,
-        next_check_at=now + source.interval,
     )
     return result.new, result.updated
 
@@ -167,19 +170,55 @@ def test_mark_published_does_not_hide_a_change_made_meanwhile(store: Store) -> N
     assert [entry.item.title for entry in store.pending()] == ["One, corrected"]
 
 
+def _fail(
+    store: Store, source: SourceConfig, now: datetime, next_check_at: datetime, status: int = 503
+) -> None:
+    record = PollRecord(
+        polled_at=now, status=status, error=f"HTTP {status}", next_check_at=next_check_at, url=source.url
+    )
+    store.record_poll(source, record)
+
+
 def test_schedule_errors_and_status(store: Store) -> None:
-    assert store.due_sources(["wire", "mirror"], NOW) == ["wire", "mirror"]
+    claim = {"owner": "test", "lease": timedelta(minutes=5)}
+    assert store.claim(["wire", "mirror"], NOW, **claim) == ["wire", "mirror"]
     _save(store, WIRE, _item("One", "https://news.example.com/1"))
-    store.record_failure("mirror", "HTTP 503 Service Unavailable", 503, NOW, NOW + timedelta(hours=2))
-    store.record_failure("mirror", "HTTP 503 Service Unavailable", 503, NOW, NOW + timedelta(hours=4))
-    assert store.due_sources(["wire", "mirror"], NOW + timedelta(minutes=31)) == ["wire"]
+    _fail(store, MIRROR, NOW, NOW + timedelta(hours=2))
+    _fail(store, MIRROR, NOW, NOW + timedelta(hours=4))
+    assert store.claim(["wire", "mirror"], NOW + timedelta(minutes=31), **claim) == ["wire"]
     rows = {row.name: row for row in store.status()}
     assert rows["wire"].items == 1 and rows["wire"].last_status == 200 and rows["wire"].error_count == 0
-    assert rows["mirror"].error_count == 2 and rows["mirror"].last_error == "HTTP 503 Service Unavailable"
+    assert rows["mirror"].error_count == 2 and rows["mirror"].last_error == "HTTP 503"
     assert rows["mirror"].next_check_at == NOW + timedelta(hours=4)
     assert store.source_state("wire").etag == '"v1"'
-    store.record_not_modified("mirror", 304, NOW, NOW + timedelta(minutes=30))
+    _save(store, MIRROR, now=NOW + timedelta(hours=5))
     assert store.source_state("mirror").error_count == 0
+
+
+def test_a_claimed_source_is_nobody_elses_until_recorded_or_expired(store: Store) -> None:
+    lease = timedelta(minutes=5)
+    assert store.claim(["wire", "mirror"], NOW, owner="a", lease=lease, limit=1) == ["wire"]
+    assert store.claim(["wire", "mirror"], NOW, owner="b", lease=lease) == ["mirror"]
+    assert store.claim(["wire", "mirror"], NOW, owner="c", lease=lease, due_only=False) == []
+    _save(store, WIRE, _item("One", "https://news.example.com/1"))  # recording ends the lease
+    assert store.claim(["wire"], NOW, owner="c", lease=lease, due_only=False) == ["wire"]
+    later = NOW + lease + timedelta(seconds=1)  # b died without recording: its lease expires
+    assert store.claim(["wire", "mirror"], later, owner="c", lease=lease) == ["mirror"]
+
+
+def test_410_disables_until_enabled_or_reconfigured(store: Store) -> None:
+    record = PollRecord(
+        polled_at=NOW, status=410, error="HTTP 410 Gone", next_check_at=NOW, url=WIRE.url,
+        disabled_reason="410 Gone since 2022-03-14 03:00 UTC",
+    )  # fmt: skip
+    store.record_poll(WIRE, record)
+    assert store.claim(["wire"], NOW + timedelta(days=1), owner="a", lease=timedelta(minutes=1)) == []
+    assert store.status()[1].disabled_reason == "410 Gone since 2022-03-14 03:00 UTC"
+    assert store.enable("wire") and not store.enable("nope")
+    assert store.claim(["wire"], NOW, owner="a", lease=timedelta(minutes=1)) == ["wire"]
+    store.record_poll(WIRE, record)
+    store.sync_sources([replace(WIRE, url="http://127.0.0.1:9/new.xml"), MIRROR])
+    assert store.source_state("wire").disabled_reason is None
 
 
 def test_changed_source_url_forgets_validators(store: Store) -> None:

@@ -21,6 +21,7 @@ def upgrade() -> None:
         "sources",
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("name", sa.String(64), nullable=False, unique=True),
+        sa.Column("config_url", sa.Text, nullable=False),
         sa.Column("url", sa.Text, nullable=False),
         sa.Column("title", sa.Text),
         sa.Column("link", sa.Text),
@@ -31,7 +32,14 @@ def upgrade() -> None:
         sa.Column("last_error", sa.Text),
         sa.Column("error_count", sa.Integer, nullable=False, server_default="0"),
         sa.Column("next_check_at", sa.DateTime),
+        sa.Column("body_hash", sa.String(64)),
+        sa.Column("moved_to", sa.Text),
+        sa.Column("moved_count", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("disabled_reason", sa.Text),
+        sa.Column("lease_owner", sa.Text),
+        sa.Column("lease_until", sa.DateTime),
     )
+    op.create_index("ix_sources_due", "sources", ["next_check_at"])
     op.create_table(
         "items",
         sa.Column("id", sa.Integer, primary_key=True),
