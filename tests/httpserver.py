@@ -46,9 +46,10 @@ class Seen:
 class LoopbackServer:
     """Serves `handle` on 127.0.0.1 on a free port until closed."""
 
-    def __init__(self, handle: Handle) -> None:
+    def __init__(self, handle: Handle, host: str = "127.0.0.1") -> None:
         self.seen: list[Seen] = []
-        self._httpd = _Server(handle, self.seen)
+        self.host = host
+        self._httpd = _Server(handle, self.seen, host)
         self.port: int = self._httpd.server_address[1]
         # A short poll so that close() does not wait out serve_forever's default half second.
         serve = functools.partial(self._httpd.serve_forever, poll_interval=0.01)
@@ -56,7 +57,7 @@ class LoopbackServer:
         self._thread.start()
 
     def url(self, path: str = "/") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"http://{self.host}:{self.port}{path}"
 
     def close(self) -> None:
         """Wake paused handlers, stop serving, and join every thread."""
@@ -100,13 +101,13 @@ def pause(request: BaseHTTPRequestHandler, seconds: float) -> bool:
 class _Server(ThreadingHTTPServer):
     daemon_threads = False  # so that server_close() joins the handler threads
 
-    def __init__(self, handle: Handle, seen: list[Seen]) -> None:
+    def __init__(self, handle: Handle, seen: list[Seen], host: str) -> None:
         self.closing = threading.Event()
         self.handle_get = handle
         self.seen = seen
         self._connections: set[socket.socket] = set()
         self._lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__((host, 0), _Handler)
 
     def process_request(self, request: _Request, client_address: Any) -> None:
         if isinstance(request, socket.socket):

@@ -1,0 +1,273 @@
+"""Polling as publishers see it: validators, redirects, 410, Retry-After, hints, backoff, per-host limits.
+
+Every behaviour is shown against a real server on loopback and a real SQLite
+file; the schedule's randomness is seeded so the figures are exact.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+import pytest
+
+from aggregator import schedule
+from aggregator.models import FetchPolicy, SourceConfig, UpdateResult
+from aggregator.store import Store
+from aggregator.update import Polling, update_sources
+from tests.httpserver import LoopbackServer, pause, respond
+from tests.sample_feeds import Article, rss2
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+INTERVAL = timedelta(minutes=30)
+FEED = rss2(
+    "Wire",
+    "https://news.example.com/",
+    [Article("One", "https://news.example.com/1", "Mon, 14 Mar 2022 10:55:11 +0800")],
+)
+RSS = {"Content-Type": "application/rss+xml"}
+
+
+def _source(name: str, url: str) -> SourceConfig:
+    return SourceConfig(
+        name=name,
+        url=url,
+        category="world",
+        tags=(),
+        interval=INTERVAL,
+        timezone="UTC",
+        keep_source_tags=False,
+        fetch=FetchPolicy("aggregator-test/1.0 (+https://example.org/contact)", 2, 2, 5, 1 << 20, 5),
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = Store.open(f"sqlite:///{tmp_path / 'polling.db'}")
+    yield opened
+    opened.close()
+
+
+def _poll(store: Store, *sources: SourceConfig, now: datetime = NOW, **polling: object) -> list[UpdateResult]:
+    store.sync_sources(sources)
+    settings = Polling(rng=random.Random(7), **polling)  # type: ignore[arg-type]
+    return update_sources(store, sources, lambda: now, polling=settings, due_only=False)
+
+
+def _serving(handle: Callable[[BaseHTTPRequestHandler], None]) -> LoopbackServer:
+    return LoopbackServer(handle)
+
+
+def test_unchanged_body_without_validators_is_not_parsed_but_new_validators_are_kept(store: Store) -> None:
+    versions = iter(['"v1"', '"v2"'])
+
+    def handle(request: BaseHTTPRequestHandler) -> None:  # ignores If-None-Match, changes its ETag
+        respond(request, 200, FEED, {**RSS, "ETag": next(versions)})
+
+    with _serving(handle) as server:
+        source = _source("wire", server.url("/feed"))
+        [first] = _poll(store, source)
+        [second] = _poll(store, source)
+    assert (first.new, first.not_modified) == (1, False)
+    assert (second.status, second.not_modified, second.new, second.seen) == (200, True, 0, 0)
+    assert store.source_state("wire").etag == '"v2"'
+    assert server.seen[1].headers["if-none-match"] == '"v1"'
+
+
+def _redirecting(routes: dict[str, tuple[int, str]]) -> Callable[[BaseHTTPRequestHandler], None]:
+    def handle(request: BaseHTTPRequestHandler) -> None:
+        if request.path in routes:
+            status, target = routes[request.path]
+            respond(request, status, b"", {"Location": target})
+        elif request.path == "/page.html":
+            respond(request, 200, b"<html><body>We moved!</body></html>", {"Content-Type": "text/html"})
+        else:
+            respond(request, 200, FEED, RSS)
+
+    return handle
+
+
+def test_a_301_308_chain_is_adopted_after_three_polls_in_a_row(store: Store) -> None:
+    with _serving(_redirecting({"/old": (301, "/mid"), "/mid": (308, "/new")})) as server:
+        source = _source("wire", server.url("/old"))
+        seen_states = []
+        for _ in range(3):
+            _poll(store, source)
+            state = store.source_state("wire")
+            seen_states.append((state.url, state.moved_to, state.moved_count))
+        _poll(store, source)
+        paths = [hit.path for hit in server.seen]
+    new = server.url("/new")
+    assert seen_states == [(source.url, new, 1), (source.url, new, 2), (new, None, 0)]
+    assert paths[-1] == "/new" and paths.count("/old") == 3, "after adoption the new URL is polled directly"
+    [row] = store.status()
+    assert (row.url, row.config_url) == (new, source.url)
+
+
+def test_temporary_redirects_are_never_adopted(store: Store) -> None:
+    with _serving(_redirecting({"/temp": (302, "/feed"), "/other": (307, "/feed")})) as server:
+        for path in ("/temp", "/other"):
+            source = _source(path.strip("/"), server.url(path))
+            for _ in range(4):
+                [result] = _poll(store, source)
+                assert result.ok and result.status == 200
+            state = store.source_state(source.name)
+            assert (state.url, state.moved_to) == (source.url, None)
+
+
+def test_a_redirect_to_an_html_page_is_an_error_not_a_move(store: Store) -> None:
+    with _serving(_redirecting({"/feed.xml": (301, "/page.html")})) as server:
+        source = _source("wire", server.url("/feed.xml"))
+        for _ in range(3):
+            [result] = _poll(store, source)
+            assert not result.ok and "not an RSS or Atom feed" in (result.error or "")
+    state = store.source_state("wire")
+    assert (state.url, state.moved_to, state.error_count) == (source.url, None, 3)
+
+
+def test_410_gone_disables_the_source_until_enabled(store: Store) -> None:
+    def handle(request: BaseHTTPRequestHandler) -> None:
+        respond(request, 410, b"gone", {"Content-Type": "text/plain"})
+
+    with _serving(handle) as server:
+        source = _source("wire", server.url("/feed"))
+        [result] = _poll(store, source)
+        assert result.status == 410 and "HTTP 410" in (result.error or "")
+        assert _poll(store, source, now=NOW + timedelta(days=30)) == [], "a disabled source is not polled"
+        [row] = store.status()
+        assert row.disabled_reason == "410 Gone since 2026-11-25 12:00 UTC"
+        store.enable("wire")
+        assert len(_poll(store, source)) == 1
+        assert len(server.seen) == 2
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "at_least", "at_most"),
+    [
+        ("7200", timedelta(hours=2), timedelta(hours=2, seconds=1)),
+        (
+            format_datetime(NOW + timedelta(hours=5), usegmt=True),
+            timedelta(hours=5),
+            timedelta(hours=5, seconds=1),
+        ),
+        ("99999999", schedule.MAX_HINT, schedule.MAX_HINT + timedelta(seconds=1)),
+    ],
+    ids=["seconds", "http-date", "capped"],
+)
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_defers_the_next_poll(
+    store: Store, status: int, retry_after: str, at_least: timedelta, at_most: timedelta
+) -> None:
+    def handle(request: BaseHTTPRequestHandler) -> None:
+        respond(request, status, b"slow down", {"Retry-After": retry_after})
+
+    with _serving(handle) as server:
+        [result] = _poll(store, _source("wire", server.url("/feed")))
+    assert result.status == status
+    due = store.source_state("wire").next_check_at
+    assert due is not None and NOW + at_least <= due <= NOW + at_most
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "wait"),
+    [
+        ({"Cache-Control": "public, max-age=7200"}, FEED, timedelta(hours=2)),
+        ({"Expires": format_datetime(NOW + timedelta(hours=3), usegmt=True)}, FEED, timedelta(hours=3)),
+        ({}, FEED.replace(b"<channel>", b"<channel><ttl>240</ttl>"), timedelta(hours=4)),
+        ({"Cache-Control": "max-age=60"}, FEED, INTERVAL),  # never earlier than the interval
+    ],
+    ids=["max-age", "expires", "rss-ttl", "shorter-than-interval"],
+)
+def test_publisher_hints_push_the_next_poll_later_never_earlier(
+    store: Store, headers: dict[str, str], body: bytes, wait: timedelta
+) -> None:
+    def handle(request: BaseHTTPRequestHandler) -> None:
+        respond(request, 200, body, {**RSS, **headers})
+
+    with _serving(handle) as server:
+        _poll(store, _source("wire", server.url("/feed")))
+    due = store.source_state("wire").next_check_at
+    assert due is not None and NOW + wait <= due <= NOW + wait * (1 + schedule.JITTER)
+
+
+def test_backoff_doubles_with_jitter_up_to_a_day_and_recovers() -> None:
+    rng = random.Random(1)
+    for errors in range(1, 12):
+        waits = [schedule.after_error(INTERVAL, errors, NOW, rng) - NOW for _ in range(200)]
+        ceiling = min(INTERVAL * 2 ** (errors - 1), schedule.MAX_BACKOFF)
+        assert all(INTERVAL <= wait <= max(ceiling, INTERVAL * (1 + schedule.JITTER)) for wait in waits)
+        if errors >= 3:
+            assert max(waits) > (INTERVAL + ceiling) / 2, (
+                "spread over the whole range, not stuck at the floor"
+            )
+    assert schedule.after_error(INTERVAL, 50, NOW, rng) - NOW <= schedule.MAX_BACKOFF, (
+        "capped, never abandoned"
+    )
+    recovered = schedule.after_success(INTERVAL, NOW, rng) - NOW
+    assert INTERVAL <= recovered <= INTERVAL * (1 + schedule.JITTER)
+
+
+def test_errors_back_off_in_the_store_and_success_resets(store: Store) -> None:
+    healthy = threading.Event()
+
+    def handle(request: BaseHTTPRequestHandler) -> None:
+        if healthy.is_set():
+            respond(request, 200, FEED, RSS)
+        else:
+            respond(request, 500, b"oops", {"Content-Type": "text/plain"})
+
+    with _serving(handle) as server:
+        source = _source("wire", server.url("/feed"))
+        for _ in range(4):
+            _poll(store, source)
+        state = store.source_state("wire")
+        assert state.error_count == 4 and state.next_check_at is not None
+        assert state.next_check_at - NOW <= INTERVAL * 8
+        healthy.set()
+        _poll(store, source)
+    state = store.source_state("wire")
+    assert state.error_count == 0 and state.last_error is None
+    assert state.next_check_at is not None and state.next_check_at - NOW <= INTERVAL * (1 + schedule.JITTER)
+
+
+def test_at_most_two_connections_per_host_while_hosts_are_polled_in_parallel(store: Store) -> None:
+    lock = threading.Lock()
+    active: dict[str, int] = {}
+    peak: dict[str, int] = {}
+    overall = {"now": 0, "peak": 0}
+
+    def handle(request: BaseHTTPRequestHandler) -> None:
+        host = request.server.server_address[0]  # type: ignore[index]
+        with lock:
+            active[host] = active.get(host, 0) + 1
+            peak[host] = max(peak.get(host, 0), active[host])
+            overall["now"] += 1
+            overall["peak"] = max(overall["peak"], overall["now"])
+        pause(request, 0.3)
+        with lock:
+            active[host] -= 1
+            overall["now"] -= 1
+        respond(request, 200, FEED, RSS)
+
+    with LoopbackServer(handle, "127.0.0.1") as first, LoopbackServer(handle, "127.0.0.2") as second:
+        sources = [_source(f"a{n}", first.url(f"/{n}")) for n in range(6)]
+        sources += [_source(f"b{n}", second.url(f"/{n}")) for n in range(6)]
+        started = time.monotonic()
+        results = _poll(store, *sources, workers=8, per_host=2)
+        elapsed = time.monotonic() - started
+    assert all(result.ok for result in results) and len(results) == 12
+    assert peak == {"127.0.0.1": 2, "127.0.0.2": 2}
+    assert overall["peak"] == 4, "both hosts at once"
+    assert elapsed < 3 * 0.3 + 1.0
+
+
+def test_user_agent_with_contact_url_is_sent(store: Store) -> None:
+    with _serving(_redirecting({})) as server:
+        _poll(store, _source("wire", server.url("/feed")))
+    assert server.seen[0].headers["user-agent"] == "aggregator-test/1.0 (+https://example.org/contact)"
