@@ -10,11 +10,13 @@ two only means the same files are written again.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -213,7 +215,7 @@ def upgrade_schema(engine: Engine) -> None:
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS))
     try:
-        with engine.begin() as connection:
+        with _sqlite_file_lock(engine, ".migrate.lock"), engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_ID})
             config.attributes["connection"] = connection
@@ -222,6 +224,25 @@ def upgrade_schema(engine: Engine) -> None:
         raise StoreError(
             f"cannot open database {display_url(str(engine.url))}: {_first_line(error)}"
         ) from None
+
+
+@contextmanager
+def _sqlite_file_lock(engine: Engine, suffix: str) -> Iterator[None]:
+    """An exclusive lock beside a SQLite file, for processes that share it (no-op elsewhere).
+
+    pysqlite runs DDL outside a transaction, so two processes migrating the
+    same file at once would both try to create the tables.
+    """
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}{suffix}", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _first_line(error: BaseException) -> str:
@@ -300,9 +321,11 @@ class Store:
             existing = {row.name: row for row in conn.execute(select(sources_table))}
             for source in sources:
                 row = existing.get(source.name)
-                if row is None:
+                if row is None:  # several workers may start at once: the first insert wins
                     conn.execute(
-                        sources_table.insert().values(name=source.name, config_url=source.url, url=source.url)
+                        _insert_for(conn)(sources_table)
+                        .values(name=source.name, config_url=source.url, url=source.url)
+                        .on_conflict_do_nothing(index_elements=["name"])
                     )
                 elif row.config_url != source.url:
                     conn.execute(
@@ -741,9 +764,9 @@ class _Transaction:
         try:
             suppressed = bool(self._context.__exit__(*exc_info))
         except SQLAlchemyError as error:
-            raise StoreError(f"database error: {_first_line(error)}") from error
+            raise StoreError(_first_line(error)) from error
         if isinstance(exc_info[1], SQLAlchemyError):
-            raise StoreError(f"database error: {_first_line(exc_info[1])}") from exc_info[1]
+            raise StoreError(_first_line(exc_info[1])) from exc_info[1]
         return suppressed
 
 
