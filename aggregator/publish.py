@@ -112,27 +112,29 @@ def publish(store: Store, config: Config, *, full: bool = False) -> PublishResul
     """Bring the output folder up to date with the database.
 
     A folder without the site feed (first run, or wiped) gets a full publish.
+    Several workers may call this at once: they take turns.
     """
-    writer = _Writer(config.output_dir)
-    pending = store.pending()
-    full = full or not (config.output_dir / Listing("home", "", "").feed_path).exists()
-    if full:
-        count = 0
-        for item in store.iter_items():
-            _render_item(writer, config, item)
-            count += 1
-        labels = store.labels()
-        listings = [listing_for(config.site, "home", "")]
-        listings += [listing_for(config.site, CATEGORY, key) for key in labels[CATEGORY]]
-        listings += [listing_for(config.site, TAG, key) for key in labels[TAG]]
-    else:
-        count = len(pending)
-        for entry in pending:
-            _render_item(writer, config, entry.item)
-        listings = _listings_of(config.site, (entry.item for entry in pending)) if pending else []
-    for listing in listings:
-        _render_listing(writer, config, store, listing)
-    store.mark_published(pending)
+    with store.publishing():
+        writer = _Writer(config.output_dir)
+        pending = store.pending()
+        full = full or not (config.output_dir / Listing("home", "", "").feed_path).exists()
+        if full:
+            count = 0
+            for item in store.iter_items():
+                _render_item(writer, config, item)
+                count += 1
+            labels = store.labels()
+            listings = [listing_for(config.site, "home", "")]
+            listings += [listing_for(config.site, CATEGORY, key) for key in labels[CATEGORY]]
+            listings += [listing_for(config.site, TAG, key) for key in labels[TAG]]
+        else:
+            count = len(pending)
+            for entry in pending:
+                _render_item(writer, config, entry.item)
+            listings = _listings_of(config.site, (entry.item for entry in pending)) if pending else []
+        for listing in listings:
+            _render_listing(writer, config, store, listing)
+        store.mark_published(pending)
     result = PublishResult(
         items=count, listings=len(listings), written=writer.written, unchanged=writer.unchanged
     )

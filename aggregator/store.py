@@ -55,6 +55,7 @@ from .models import Item, ParsedFeed, SourceConfig, SourceRef, SourceState, Sour
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK_ID = 7_402_314_159  # pg_advisory_xact_lock key: one migrator at a time
+_PUBLISH_LOCK_ID = 7_402_314_160  # pg_advisory_lock key: one publisher at a time
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -308,6 +309,32 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    @contextmanager
+    def publishing(self) -> Iterator[None]:
+        """Held while the output folder is written: one publisher at a time, across processes.
+
+        A PostgreSQL advisory lock (across machines too) or a lock file beside
+        the SQLite database; a second publisher waits for the first.
+        """
+        if self.engine.dialect.name != "postgresql":
+            with _sqlite_file_lock(self.engine, ".publish.lock"):
+                yield
+            return
+        try:
+            connection = self.engine.connect()
+            connection.execute(select(func.pg_advisory_lock(_PUBLISH_LOCK_ID)))
+            connection.commit()
+        except SQLAlchemyError as error:
+            raise StoreError(f"database unavailable: {_first_line(error)}") from None
+        try:
+            yield
+        finally:
+            try:
+                connection.execute(select(func.pg_advisory_unlock(_PUBLISH_LOCK_ID)))
+                connection.commit()
+            finally:
+                connection.close()
 
     # -- sources -----------------------------------------------------------
 

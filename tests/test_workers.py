@@ -20,6 +20,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
+from aggregator.store import Store
 from tests.feedserver import FeedServer
 from tests.sample_feeds import Article, rss2
 
@@ -153,3 +154,33 @@ def test_a_worker_killed_mid_poll_loses_nothing(
     assert sorted(status for _, status in statuses) == [200] * count, statuses
     expected = count * 3 + count // 2
     assert _items(database_url) == (expected, expected)
+
+
+def test_publishers_take_turns(tmp_path: Path, feed_server: FeedServer, database_url: str) -> None:
+    """While one process holds the publish lock, another's publish waits and writes nothing."""
+    feed_server.serve("/s0.xml", rss2("Source 0", "https://news.example.com/", _articles(0)))
+    config = _config(tmp_path, feed_server, 1)
+    with _workers(config, database_url, 1) as [poller]:
+        _finish(poller)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("AGGREGATOR_")}
+    environment["AGGREGATOR_DATABASE_URL"] = database_url
+    holder = Store.open(database_url)
+    try:
+        with holder.publishing():
+            publisher = subprocess.Popen(
+                [sys.executable, "-m", "aggregator", "-c", str(config), "publish"],
+                stderr=subprocess.PIPE,
+                text=True,
+                env=environment,
+            )
+            try:
+                time.sleep(3)
+                assert publisher.poll() is None, "the second publisher waits for the lock"
+                assert not (tmp_path / "out").exists(), "and writes nothing meanwhile"
+            except BaseException:
+                publisher.kill()
+                raise
+        _finish(publisher)
+    finally:
+        holder.close()
+    assert (tmp_path / "out" / "atom.xml").exists()
