@@ -7,10 +7,11 @@ error, 2 bad usage or bad config, 3 database unavailable.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from . import __version__
@@ -37,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="json: one object per line, for log shippers",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="poll due sources and publish, forever (or --once)")
@@ -45,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--no-publish", action="store_true", help="only poll; another process publishes (several workers)"
     )
+    run.add_argument("--metrics-port", type=int, help="serve /healthz and Prometheus /metrics on this port")
+    run.add_argument("--metrics-host", default="127.0.0.1", help="address for --metrics-port (127.0.0.1)")
 
     poll = commands.add_parser("poll", help="poll sources now regardless of schedule, then publish")
     poll.add_argument("--all", action="store_true", help="every configured source")
@@ -71,12 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+    set_up_logging(
+        args.log_format, logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     )
-    logging.getLogger("alembic").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         config = load_config(config_path(args.config))
         if args.command == "check":
@@ -102,7 +108,10 @@ def _dispatch(args: argparse.Namespace, config: Config, store: Store) -> int:
         if args.once:
             run_tick(store, config, polling=polling, publish_after=not args.no_publish)
         else:
-            Daemon(store, config, polling=polling, publish_after=not args.no_publish).run()
+            metrics = None if args.metrics_port is None else (args.metrics_host, args.metrics_port)
+            Daemon(
+                store, config, polling=polling, publish_after=not args.no_publish, metrics_address=metrics
+            ).run()
     elif args.command == "poll":
         if args.all == bool(args.names):
             print("aggregator: poll needs either --all or source names", file=sys.stderr)
@@ -122,6 +131,34 @@ def _dispatch(args: argparse.Namespace, config: Config, store: Store) -> int:
     elif args.command == "db":
         print(f"database {display_url(config.database_url)} is at the latest schema")
     return EXIT_OK
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; fields given with `extra=` (source, status, new...) become keys."""
+
+    _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry |= {key: value for key, value in vars(record).items() if key not in self._STANDARD}
+        if record.exc_info:
+            entry["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def set_up_logging(log_format: str, level: int) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    logging.getLogger("alembic").setLevel(logging.DEBUG if level <= logging.DEBUG else logging.WARNING)
 
 
 def describe_config(config: Config) -> str:

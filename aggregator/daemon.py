@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import FrameType
@@ -19,6 +20,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from .config import Config
+from .metrics import Metrics, MetricsServer
 from .models import UpdateResult
 from .publish import PublishResult, publish
 from .store import Store
@@ -80,11 +82,21 @@ def run_tick(
 class Daemon:
     """`aggregator run`: ticks until told to stop."""
 
-    def __init__(self, store: Store, config: Config, *, polling: Polling, publish_after: bool = True) -> None:
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        *,
+        polling: Polling,
+        publish_after: bool = True,
+        metrics_address: tuple[str, int] | None = None,
+    ) -> None:
         self.store = store
         self.config = config
         self.polling = polling
         self.publish_after = publish_after
+        self.metrics = Metrics(started=time.time())
+        self.metrics_address = metrics_address
         self.stop = threading.Event()
         self._scheduler = BlockingScheduler(
             executors={"default": ThreadPoolExecutor(1)},
@@ -95,15 +107,24 @@ class Daemon:
     def tick(self) -> None:
         """One scheduled tick; an unexpected error is logged and the next tick tries again."""
         try:
-            run_tick(
+            result = run_tick(
                 self.store,
                 self.config,
                 polling=self.polling,
                 stop=self.stop,
                 publish_after=self.publish_after,
             )
+            self.metrics.observe_polls(result.polled)
+            lag = self.store.queue_lag(utc_now()).total_seconds()
         except Exception:
             log.exception("tick failed; the next tick tries again")
+            return
+        self.metrics.observe_tick(time.time(), lag)
+
+    def healthy(self) -> bool:
+        """Ticks keep ending: a stuck or dead scheduler shows within a few tick intervals."""
+        interval = tick_interval(self.config).total_seconds()
+        return self.metrics.healthy(time.time(), max_silence=3 * interval + self.config.lease.total_seconds())
 
     def run(self) -> None:
         """Block until SIGTERM or SIGINT; the first tick starts at once."""
@@ -115,6 +136,10 @@ class Daemon:
             next_run_time=utc_now(),
             id="tick",
         )
+        server = None
+        if self.metrics_address is not None:
+            server = MetricsServer(self.metrics, self.healthy, *self.metrics_address)
+            server.start()
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         log.info(
             "daemon started: %d sources, tick every %ss", len(self.config.sources), interval.total_seconds()
@@ -124,6 +149,8 @@ class Daemon:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            if server is not None:
+                server.close()
         log.info("daemon stopped")
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:

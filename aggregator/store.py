@@ -692,6 +692,16 @@ class Store:
                 found.setdefault(row.kind, []).append(row.value)
         return found
 
+    def queue_lag(self, now: datetime) -> timedelta:
+        """How long the most overdue enabled source has been waiting past its due time."""
+        with self._begin() as conn:
+            oldest: datetime | None = conn.execute(
+                select(func.min(sources_table.c.next_check_at, type_=UTCDateTime)).where(
+                    sources_table.c.disabled_reason.is_(None), sources_table.c.next_check_at <= now
+                )
+            ).scalar_one_or_none()
+        return timedelta(0) if oldest is None else now - oldest
+
     def count_items(self) -> int:
         with self._begin() as conn:
             return int(conn.execute(select(func.count()).select_from(items_table)).scalar_one())

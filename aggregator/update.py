@@ -211,30 +211,37 @@ def _store_outcome(
 
 
 def log_result(result: UpdateResult) -> None:
-    """One line per poll, greppable by source name."""
+    """One line per poll, greppable by source name; the same fields as keys in JSON logs."""
     status = result.status if result.status is not None else "-"
+    fields = {
+        "event": "poll",
+        "source": result.source,
+        "status": result.status,
+        "new": result.new,
+        "updated": result.updated,
+        "seen": result.seen,
+        "not_modified": result.not_modified,
+        "error": result.error,
+        "duration": round(result.duration, 3),
+    }
     if result.error is not None:
         log.warning(
             "poll source=%s status=%s error=%r duration=%.2fs",
-            result.source,
-            status,
-            result.error,
-            result.duration,
-        )
+            result.source, status, result.error, result.duration, extra=fields,
+        )  # fmt: skip
     elif result.not_modified:
         log.info(
-            "poll source=%s status=%s not-modified duration=%.2fs", result.source, status, result.duration
+            "poll source=%s status=%s not-modified duration=%.2fs",
+            result.source,
+            status,
+            result.duration,
+            extra=fields,
         )
     else:
         log.info(
             "poll source=%s status=%s new=%d updated=%d seen=%d duration=%.2fs",
-            result.source,
-            status,
-            result.new,
-            result.updated,
-            result.seen,
-            result.duration,
-        )
+            result.source, status, result.new, result.updated, result.seen, result.duration, extra=fields,
+        )  # fmt: skip
 
 
 def update_sources(

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import requests
 
 from tests.feedserver import FeedServer
 from tests.sample_feeds import Article, rss2
@@ -16,6 +20,12 @@ ARTICLES = [
     Article("First story", "https://news.example.com/1", "Mon, 14 Mar 2022 10:55:11 +0800", "One."),
     Article("Second story", "https://news.example.com/2", "Mon, 14 Mar 2022 11:55:11 +0800", "Two."),
 ]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _config(tmp_path: Path, server: FeedServer, interval: str = "30m") -> Path:
@@ -121,8 +131,20 @@ def test_daemon_polls_publishes_and_stops_cleanly_on_sigterm(tmp_path: Path, fee
     feed_server.serve("/wire.xml", rss2("Wire", "https://news.example.com/", ARTICLES))
     config = _config(tmp_path, feed_server, interval="2s")
     environment = {k: v for k, v in os.environ.items() if not k.startswith("AGGREGATOR_")}
+    port = _free_port()
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "aggregator", "-c", str(config), "run"],
+        [
+            sys.executable,
+            "-m",
+            "aggregator",
+            "-c",
+            str(config),
+            "--log-format",
+            "json",
+            "run",
+            "--metrics-port",
+            str(port),
+        ],
         stderr=subprocess.PIPE,
         text=True,
         env=environment,
@@ -133,6 +155,8 @@ def test_daemon_polls_publishes_and_stops_cleanly_on_sigterm(tmp_path: Path, fee
             time.sleep(0.1)
         assert len(feed_server.hits("/wire.xml")) >= 2, "the daemon polls again after the interval"
         assert feed_server.hits("/wire.xml")[-1].get("if-none-match"), "conditional GET on later polls"
+        health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+        metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
         daemon.send_signal(signal.SIGTERM)
         _, stderr = daemon.communicate(timeout=30)
     finally:
@@ -140,6 +164,18 @@ def test_daemon_polls_publishes_and_stops_cleanly_on_sigterm(tmp_path: Path, fee
             daemon.kill()
             daemon.communicate()
     assert daemon.returncode == 0, stderr
-    assert "SIGTERM received" in stderr and "daemon stopped" in stderr
+    assert health.status_code == 200 and health.text == "ok\n"
+    assert 'aggregator_polls_total{outcome="ok"} 1' in metrics
+    assert "aggregator_new_items_total 2" in metrics
+    assert 'aggregator_poll_duration_seconds_bucket{le="+Inf"}' in metrics
+    assert "aggregator_queue_lag_seconds" in metrics
+
+    records = [json.loads(line) for line in stderr.splitlines()]  # every line is one JSON object
+    polls = [record for record in records if record.get("event") == "poll" and record["source"] == "wire"]
+    assert polls[0]["status"] == 200 and polls[0]["new"] == 2
+    assert polls[1]["status"] == 304 and polls[1]["not_modified"] is True
+    messages = [record["message"] for record in records]
+    assert any("SIGTERM received" in message for message in messages)
+    assert messages[-1] == "daemon stopped"
     assert (tmp_path / "site" / "atom.xml").exists()
-    assert "Traceback" not in stderr
+    assert not any("traceback" in record for record in records)
