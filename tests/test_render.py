@@ -412,7 +412,7 @@ def test_archive_page_sanitizes_and_escapes() -> None:
     assert doc.findtext(".//blockquote") == "Lazy cells & exclusive ranges."
     assert doc.find(".//article//time").text == "2022-03-13 21:00:00 -0500"
     tag_links = [a.get("href") for a in doc.xpath('//a[@rel="tag"]')]
-    assert tag_links == ["/tags/Rust/", "/tags/release-notes/"]
+    assert tag_links == ["/tags/Rust/", "/tags/release%20notes/"]
 
 
 def test_archive_page_omits_a_summary_that_repeats_the_content() -> None:
