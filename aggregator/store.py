@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from alembic import command
@@ -38,6 +38,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     and_,
+    bindparam,
     create_engine,
     event,
     func,
@@ -54,6 +55,7 @@ from .errors import StoreError
 from .models import Item, ParsedFeed, SourceConfig, SourceRef, SourceState, SourceStatus, StoredItem
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+T = TypeVar("T")
 _MIGRATION_LOCK_ID = 7_402_314_159  # pg_advisory_xact_lock key: one migrator at a time
 _PUBLISH_LOCK_ID = 7_402_314_160  # pg_advisory_lock key: one publisher at a time
 
@@ -290,6 +292,67 @@ def _storable(item: Item) -> Item:
     )
 
 
+def _new_item_values(source: SourceConfig, item: Item, content_hash: str, now: datetime) -> dict[str, Any]:
+    """The row of an item seen for the first time: its identity is fixed here."""
+    published = item.published or now.astimezone(ZoneInfo(source.timezone))
+    updated_at = item.updated or published
+    slug = layout.slug_for(item.title, item.url_key)
+    return {
+        "url_key": item.url_key,
+        "entry_id": entry_id_for(item.url_key),
+        "slug": slug,
+        "archive_path": layout.archive_path(source.category, published, slug),
+        "category": source.category,
+        "url": item.url,
+        "guid": item.guid,
+        "title": item.title,
+        "summary": item.summary,
+        "content": item.content,
+        "authors": json.dumps(item.authors, ensure_ascii=False),
+        "published_at": published,
+        "published_offset": _offset_minutes(published),
+        "updated_at": updated_at,
+        "updated_offset": _offset_minutes(updated_at),
+        "first_seen_at": now,
+        "content_hash": content_hash,
+        "revision": 1,
+        "published_revision": 0,
+    }
+
+
+def _changed_values(source: SourceConfig, item: Item, content_hash: str, now: datetime) -> dict[str, Any]:
+    """The columns a source's new version of an item replaces; identity stays."""
+    updated_at = item.updated or now.astimezone(ZoneInfo(source.timezone))
+    values: dict[str, Any] = {
+        "url": item.url,
+        "guid": item.guid,
+        "title": item.title,
+        "summary": item.summary,
+        "content": item.content,
+        "authors": json.dumps(item.authors, ensure_ascii=False),
+        "content_hash": content_hash,
+        "updated_at": updated_at,
+        "updated_offset": _offset_minutes(updated_at),
+    }
+    if item.published is not None:
+        values["published_at"] = item.published
+        values["published_offset"] = _offset_minutes(item.published)
+    return values
+
+
+def _missing_labels(
+    source: SourceConfig, item: Item, have: dict[tuple[str, str], int]
+) -> list[dict[str, Any]]:
+    """The source's category and tags (and the item's own tags) the item does not carry yet."""
+    wanted = [(CATEGORY, source.category)] + [(TAG, tag) for tag in (*source.tags, *item.tags)]
+    missing = [label for label in dict.fromkeys(wanted) if label not in have]
+    start = max(have.values(), default=-1) + 1
+    return [
+        {"kind": kind, "value": value, "position": position}
+        for position, (kind, value) in enumerate(missing, start=start)
+    ]
+
+
 def entry_id_for(url_key: str) -> str:
     """A stable Atom id that does not depend on base_url or on where the item is published."""
     return uuid.uuid5(uuid.NAMESPACE_URL, url_key).urn
@@ -468,10 +531,8 @@ class Store:
                 .values(**values)
                 .returning(sources_table.c.id)
             ).scalar_one()
-            for item in feed.items if feed is not None else ():
-                outcome = self._merge_item(conn, source, source_id, item, poll.polled_at)
-                new += outcome == "new"
-                updated += outcome == "updated"
+            if feed is not None and feed.items:
+                new, updated = self._merge_items(conn, source, source_id, feed.items, poll.polled_at)
         return SaveResult(new=new, updated=updated, seen=len(feed.items) if feed is not None else 0)
 
     def enable(self, name: str) -> bool:
@@ -485,141 +546,122 @@ class Store:
             ).first()
         return found is not None
 
-    def _merge_item(
-        self, conn: Connection, source: SourceConfig, source_id: int, item: Item, now: datetime
-    ) -> str:
-        """Insert, update or relabel one item; returns "new", "updated", "relabelled" or "unchanged".
+    def _merge_items(
+        self, conn: Connection, source: SourceConfig, source_id: int, items: Sequence[Item], now: datetime
+    ) -> tuple[int, int]:
+        """Insert, update or relabel a source's items in a few batched statements: (new, updated).
 
         A source only updates the content of an item when its own version of
         the item changes, so two sources carrying different versions of the
-        same article do not overwrite each other on every poll.
+        same article do not overwrite each other on every poll. An article
+        listed twice in one feed counts once (its first occurrence).
         """
-        item = _storable(item)
-        content_hash = _content_hash(item)
-        item_id = self._find_item(conn, item.url_key)
-        if item_id is None:
-            item_id = self._insert_item(conn, source, item, content_hash, now)
-            if item_id is not None:
-                self._link_source(conn, item_id, source_id, content_hash, now)
-                self._add_labels(conn, item_id, source, item)
-                return "new"
-            item_id = self._find_item(conn, item.url_key)  # another writer inserted it first
-            if item_id is None:
-                raise StoreError(f"item {item.url_key!r} vanished while being merged")
-        newly_linked, source_changed = self._link_source(conn, item_id, source_id, content_hash, now)
-        relabelled = self._add_labels(conn, item_id, source, item) or newly_linked
-        values: dict[str, Any] = {}
-        if source_changed:
-            updated_at = item.updated or now.astimezone(ZoneInfo(source.timezone))
-            values = {
-                "url": item.url,
-                "guid": item.guid,
-                "title": item.title,
-                "summary": item.summary,
-                "content": item.content,
-                "authors": json.dumps(item.authors, ensure_ascii=False),
-                "content_hash": content_hash,
-                "updated_at": updated_at,
-                "updated_offset": _offset_minutes(updated_at),
-            }
-            if item.published is not None:
-                values["published_at"] = item.published
-                values["published_offset"] = _offset_minutes(item.published)
-        if values or relabelled:
+        batch: dict[str, Item] = {}
+        for item in items:
+            batch.setdefault(item.url_key, _storable(item))
+        hashes = {key: _content_hash(item) for key, item in batch.items()}
+        ids = self._item_ids(conn, list(batch))
+        fresh = [item for key, item in batch.items() if key not in ids]
+        inserted = self._insert_items(conn, source, fresh, hashes, now) if fresh else {}
+        late = [item.url_key for item in fresh if item.url_key not in inserted]
+        ids |= self._item_ids(conn, late)  # inserted by another worker meanwhile: merge into theirs
+        links = self._source_versions(conn, source_id, [ids[key] for key in ids])
+        labels = self._labels_of(conn, [*ids.values(), *inserted.values()])
+        new_links: list[dict[str, Any]] = []
+        new_labels: list[dict[str, Any]] = []
+        changed_links: list[dict[str, Any]] = []
+        updated = 0
+        for key, item in batch.items():
+            item_id = inserted.get(key) or ids[key]
+            previous = links.get(item_id)
+            if previous is None:
+                new_links.append(
+                    {"item_id": item_id, "source_id": source_id, "added_at": now, "content_hash": hashes[key]}
+                )
+            elif previous != hashes[key]:
+                changed_links.append({"b_item_id": item_id, "b_source_id": source_id, "b_hash": hashes[key]})
+            missing = _missing_labels(source, item, labels.get(item_id, {}))
+            new_labels += [{"item_id": item_id, **label} for label in missing]
+            if key in inserted:
+                continue
+            source_changed = previous is not None and previous != hashes[key]
+            if source_changed or missing or previous is None:
+                values = _changed_values(source, item, hashes[key], now) if source_changed else {}
+                conn.execute(
+                    update(items_table)
+                    .where(items_table.c.id == item_id)
+                    .values(revision=items_table.c.revision + 1, **values)
+                )
+                updated += source_changed
+        insert = _insert_for(conn)
+        if new_links:
+            conn.execute(insert(item_sources_table).on_conflict_do_nothing(), new_links)
+        if changed_links:
             conn.execute(
-                update(items_table)
-                .where(items_table.c.id == item_id)
-                .values(revision=items_table.c.revision + 1, **values)
+                update(item_sources_table)
+                .where(
+                    item_sources_table.c.item_id == bindparam("b_item_id"),
+                    item_sources_table.c.source_id == bindparam("b_source_id"),
+                )
+                .values(content_hash=bindparam("b_hash")),
+                changed_links,
             )
-        return "updated" if values else ("relabelled" if relabelled else "unchanged")
+        if new_labels:
+            conn.execute(insert(item_labels_table).on_conflict_do_nothing(), new_labels)
+        return len(inserted), updated
 
-    def _find_item(self, conn: Connection, url_key: str) -> int | None:
-        return conn.execute(
-            select(items_table.c.id).where(items_table.c.url_key == url_key)
-        ).scalar_one_or_none()
+    def _item_ids(self, conn: Connection, url_keys: Sequence[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for chunk in _chunks(url_keys, 500):
+            query = select(items_table.c.url_key, items_table.c.id).where(items_table.c.url_key.in_(chunk))
+            found |= {row.url_key: row.id for row in conn.execute(query)}
+        return found
 
-    def _link_source(
-        self, conn: Connection, item_id: int, source_id: int, content_hash: str, now: datetime
-    ) -> tuple[bool, bool]:
-        """Record that this source carries the item: (newly linked, this source's version changed)."""
-        previous = conn.execute(
-            select(item_sources_table.c.content_hash).where(
-                item_sources_table.c.item_id == item_id, item_sources_table.c.source_id == source_id
+    def _source_versions(self, conn: Connection, source_id: int, item_ids: Sequence[int]) -> dict[int, str]:
+        """This source's content hash of each item it already carries."""
+        found: dict[int, str] = {}
+        for chunk in _chunks(item_ids, 500):
+            query = select(item_sources_table.c.item_id, item_sources_table.c.content_hash).where(
+                item_sources_table.c.source_id == source_id, item_sources_table.c.item_id.in_(chunk)
             )
-        ).one_or_none()
-        if previous is None:
-            conn.execute(
-                _insert_for(conn)(item_sources_table)
-                .values(item_id=item_id, source_id=source_id, added_at=now, content_hash=content_hash)
-                .on_conflict_do_nothing()
-            )
-            return True, False
-        if previous.content_hash == content_hash:
-            return False, False
-        conn.execute(
-            update(item_sources_table)
-            .where(item_sources_table.c.item_id == item_id, item_sources_table.c.source_id == source_id)
-            .values(content_hash=content_hash)
+            found |= {row.item_id: row.content_hash for row in conn.execute(query)}
+        return found
+
+    def _labels_of(self, conn: Connection, item_ids: Sequence[int]) -> dict[int, dict[tuple[str, str], int]]:
+        """{item id: {(kind, value): position}}"""
+        found: dict[int, dict[tuple[str, str], int]] = defaultdict(dict)
+        for chunk in _chunks(item_ids, 500):
+            query = select(item_labels_table).where(item_labels_table.c.item_id.in_(chunk))
+            for row in conn.execute(query):
+                found[row.item_id][(row.kind, row.value)] = row.position
+        return found
+
+    def _insert_items(
+        self,
+        conn: Connection,
+        source: SourceConfig,
+        items: Sequence[Item],
+        hashes: dict[str, str],
+        now: datetime,
+    ) -> dict[str, int]:
+        """Insert new items in one statement: {url key: id}; a key another writer inserted first is absent."""
+        rows = [_new_item_values(source, item, hashes[item.url_key], now) for item in items]
+        wanted = [row["archive_path"] for row in rows]
+        taken: set[str] = set()
+        for chunk in _chunks(wanted, 500):
+            query = select(items_table.c.archive_path).where(items_table.c.archive_path.in_(chunk))
+            taken |= set(conn.execute(query).scalars())
+        for row in rows:  # the same title on the same day: the slug gets a stable suffix
+            if row["archive_path"] in taken:
+                row["slug"] = f"{row['slug']}-{layout.short_hash(row['url_key'], 6)}"
+                row["archive_path"] = layout.archive_path(source.category, row["published_at"], row["slug"])
+            taken.add(row["archive_path"])
+        statement = (
+            _insert_for(conn)(items_table)
+            .on_conflict_do_nothing(index_elements=["url_key"])
+            .returning(items_table.c.url_key, items_table.c.id)
         )
-        return False, True
-
-    def _insert_item(
-        self, conn: Connection, source: SourceConfig, item: Item, content_hash: str, now: datetime
-    ) -> int | None:
-        """Insert a new item; None when another writer inserted the same url key first."""
-        published = item.published or now.astimezone(ZoneInfo(source.timezone))
-        updated_at = item.updated or published
-        slug = layout.slug_for(item.title, item.url_key)
-        path = layout.archive_path(source.category, published, slug)
-        taken = conn.execute(select(items_table.c.id).where(items_table.c.archive_path == path)).first()
-        if taken is not None:
-            slug = f"{slug}-{layout.short_hash(item.url_key, 6)}"
-            path = layout.archive_path(source.category, published, slug)
-        values = {
-            "url_key": item.url_key,
-            "entry_id": entry_id_for(item.url_key),
-            "slug": slug,
-            "archive_path": path,
-            "category": source.category,
-            "url": item.url,
-            "guid": item.guid,
-            "title": item.title,
-            "summary": item.summary,
-            "content": item.content,
-            "authors": json.dumps(item.authors, ensure_ascii=False),
-            "published_at": published,
-            "published_offset": _offset_minutes(published),
-            "updated_at": updated_at,
-            "updated_offset": _offset_minutes(updated_at),
-            "first_seen_at": now,
-            "content_hash": content_hash,
-            "revision": 1,
-            "published_revision": 0,
-        }
-        insert = _insert_for(conn)(items_table).values(**values)
-        statement = insert.on_conflict_do_nothing(index_elements=["url_key"]).returning(items_table.c.id)
-        return conn.execute(statement).scalar_one_or_none()
-
-    def _add_labels(self, conn: Connection, item_id: int, source: SourceConfig, item: Item) -> bool:
-        """Add the source's category and tags (and the item's own tags); True if any was new."""
-        have = {
-            (row.kind, row.value): row.position
-            for row in conn.execute(
-                select(
-                    item_labels_table.c.kind, item_labels_table.c.value, item_labels_table.c.position
-                ).where(item_labels_table.c.item_id == item_id)
-            )
-        }
-        wanted = [(CATEGORY, source.category)] + [(TAG, tag) for tag in (*source.tags, *item.tags)]
-        missing = [label for label in dict.fromkeys(wanted) if label not in have]
-        next_position = max(have.values(), default=-1) + 1
-        for position, (kind, value) in enumerate(missing, start=next_position):
-            conn.execute(
-                _insert_for(conn)(item_labels_table)
-                .values(item_id=item_id, kind=kind, value=value, position=position)
-                .on_conflict_do_nothing()
-            )
-        return bool(missing)
+        return {row.url_key: row.id for row in conn.execute(statement, rows)}
 
     # -- reading for publish and status ---------------------------------------
 
@@ -812,6 +854,6 @@ def _insert_for(conn: Connection) -> Any:
     return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
 
-def _chunks(values: Sequence[int], size: int) -> Iterator[Sequence[int]]:
+def _chunks(values: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
