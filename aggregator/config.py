@@ -16,7 +16,15 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -58,12 +66,16 @@ LABELS_BY_LANGUAGE: dict[str, Labels] = {
     ),
 }
 LABEL_NAMES = tuple(f.name for f in fields(Labels))
+_LABEL_PLACEHOLDERS = {"back_to_category": "title", "page": "number"}  # the one placeholder each may use
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _SIZE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB|KB|MB|GB)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"b": 1, "kib": 1024, "mib": 1024**2, "gib": 1024**3, "kb": 1000, "mb": 1000**2, "gb": 1000**3}
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+MIN_INTERVAL = timedelta(seconds=1)
 
 
 def parse_duration(value: object) -> timedelta:
@@ -91,7 +103,14 @@ def parse_size(value: object) -> int:
     return int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()]
 
 
+def _at_least_a_second(value: timedelta) -> timedelta:
+    if value < MIN_INTERVAL:
+        raise ValueError(f"an interval must be at least {MIN_INTERVAL.total_seconds():g}s, got {value}")
+    return value
+
+
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+Interval = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_at_least_a_second)]
 Size = Annotated[int, BeforeValidator(parse_size)]
 
 
@@ -149,6 +168,13 @@ class SiteModel(_Strict):
         unknown = sorted(set(value) - set(LABEL_NAMES))
         if unknown:
             raise ValueError(f"unknown label(s) {', '.join(unknown)}; known: {', '.join(LABEL_NAMES)}")
+        for name, text in value.items():
+            placeholder = _LABEL_PLACEHOLDERS.get(name)
+            try:
+                text.format(**({placeholder: "x"} if placeholder else {}))
+            except (KeyError, IndexError, ValueError):
+                expected = f"only {{{placeholder}}}" if placeholder else "no {...} placeholder"
+                raise ValueError(f"label {name} {text!r}: use {expected}") from None
         return value
 
 
@@ -158,7 +184,7 @@ class OutputModel(_Strict):
 
 
 class DefaultsModel(_Strict):
-    interval: Duration = timedelta(minutes=30)
+    interval: Interval = timedelta(minutes=30)
     timeout: Duration = timedelta(seconds=20)
     deadline: Duration = timedelta(seconds=60)
     max_size: Size = 15 * 1024**2
@@ -181,7 +207,7 @@ class SourceModel(_Strict):
     url: str
     category: str
     tags: list[str] = Field(default_factory=list)
-    interval: Duration | None = None
+    interval: Interval | None = None
     timeout: Duration | None = None
     timezone: str | None = None
     keep_source_tags: bool = False
@@ -205,6 +231,8 @@ class SourceModel(_Strict):
     @classmethod
     def _category(cls, value: str) -> str:
         _check_safe_name(value, "category")
+        if "." in value:  # "atom.xml" or "index.html" as a folder would shadow our own files
+            raise ValueError(f"category {value!r} must not contain '.' (it is a folder beside our files)")
         if value.lower() in RESERVED_FOLDERS:
             reserved = ", ".join(sorted(RESERVED_FOLDERS))
             raise ValueError(f"category {value!r} is reserved (reserved names: {reserved})")

@@ -20,6 +20,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from .config import Config
+from .errors import StoreError
 from .metrics import Metrics, MetricsServer
 from .models import UpdateResult
 from .publish import PublishResult, publish
@@ -116,6 +117,9 @@ class Daemon:
             )
             self.metrics.observe_polls(result.polled)
             lag = self.store.queue_lag(utc_now()).total_seconds()
+        except StoreError as error:  # the database is away: say so in one line, try again next tick
+            log.error("tick failed: database error: %s; the next tick tries again", error)
+            return
         except Exception:
             log.exception("tick failed; the next tick tries again")
             return

@@ -53,6 +53,16 @@ def jekyll_post_path(published: datetime, slug: str) -> str:
     return f"_posts/{published:%Y-%m-%d}-{slug}.md"
 
 
+def post_path_for(archive: str) -> str:
+    """The Jekyll post of an archive page: `_posts/YYYY-MM-DD-<slug>.md`, fixed with the archive path.
+
+    Jekyll's default permalink (/:categories/:year/:month/:day/:title.html)
+    of that post is the archive path again.
+    """
+    _category, year, month, day, name = archive.rsplit("/", 4)
+    return f"_posts/{year}-{month}-{day}-{name.removesuffix('.html')}.md"
+
+
 def tag_folder(tag: str) -> str:
     """A folder name for a tag: the tag itself (CJK, case and spaces kept) when that is safe.
 

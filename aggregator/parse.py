@@ -51,7 +51,7 @@ from feedparser.encodings import convert_to_utf8
 
 from aggregator.errors import ParseError
 from aggregator.models import Item, ParsedFeed
-from aggregator.text import plain_text, shorten
+from aggregator.text import plain_text, shorten, xml_safe
 from aggregator.urls import item_key
 
 # A feedparser dictionary (FeedParserDict). Read it only through _text and
@@ -120,13 +120,14 @@ def parse_feed(
     zone = ZoneInfo(timezone)
     items = (_item(entry, url, source, zone, keep_source_tags) for entry in entries)
     return ParsedFeed(
-        title=_plain_text(feed, "title") or urlsplit(url).hostname or url,
+        title=xml_safe(_plain_text(feed, "title")) or urlsplit(url).hostname or url,
         link=_alternate_url(feed, url),
         items=tuple(item for item in items if item is not None),
         ttl=_update_hint(feed),
     )
 
 
+_MAX_TTL_MINUTES = 365 * 24 * 60  # the scheduler caps hints far lower; this only keeps timedelta in range
 _SY_PERIODS = {
     "hourly": timedelta(hours=1),
     "daily": timedelta(days=1),
@@ -139,13 +140,15 @@ _SY_PERIODS = {
 def _update_hint(feed: _Node) -> timedelta | None:
     """How often the publisher says the feed changes: RSS <ttl> minutes, else sy:updatePeriod."""
     ttl = _text(feed, "ttl").strip()
-    if ttl.isdigit() and int(ttl) > 0:
-        return timedelta(minutes=int(ttl))
+    if ttl.isascii() and ttl.isdigit() and int(ttl) > 0:
+        return timedelta(minutes=min(int(ttl), _MAX_TTL_MINUTES))
     period = _SY_PERIODS.get(_text(feed, "sy_updateperiod").strip().lower())
     if period is None:
         return None
     frequency = _text(feed, "sy_updatefrequency").strip()
-    return period / int(frequency) if frequency.isdigit() and int(frequency) > 0 else period
+    if frequency.isascii() and frequency.isdigit() and int(frequency) > 0:
+        return period / min(int(frequency), _MAX_TTL_MINUTES)
+    return period
 
 
 def _strip_doctype(xml: bytes) -> bytes:
@@ -172,12 +175,12 @@ _UNTITLED_LENGTH = 80
 def _item(entry: _Node, base: str, source: str, zone: ZoneInfo, keep_source_tags: bool) -> Item | None:
     """One entry as an Item; None when it has nothing to show."""
     url = _entry_url(entry, base)
-    guid = _text(entry, "id").strip() or None
-    title = _plain_text(entry, "title")
+    guid = xml_safe(_text(entry, "id")).strip() or None
+    title = xml_safe(_plain_text(entry, "title"))
     # Without a summary_detail the summary is feedparser's copy of the
     # content, not something the publisher wrote.
-    summary = _text(entry, "summary") if dict.get(entry, "summary_detail") else ""
-    content = _content(entry, summary)
+    summary = xml_safe(_text(entry, "summary")) if dict.get(entry, "summary_detail") else ""
+    content = xml_safe(_content(entry, summary))
     if not (url or guid or title or content):
         return None
     # Pages, index lines and Atom entries all need a title: an untitled item
@@ -195,8 +198,18 @@ def _item(entry: _Node, base: str, source: str, zone: ZoneInfo, keep_source_tags
         published=_date(entry, "published", zone) or _date(entry, "updated", zone),
         updated=_date(entry, "updated", zone),
         authors=_unique(_author_name(author) for author in _children(entry, "authors")),
-        tags=_unique(_text(tag, "term") for tag in _children(entry, "tags")) if keep_source_tags else (),
+        tags=_tags(entry) if keep_source_tags else (),
     )
+
+
+MAX_TAGS = 20  # per item: a feed listing hundreds of keywords would flood the tag pages
+MAX_TAG_LENGTH = 60  # characters: a "tag" longer than that is a sentence, not a label
+
+
+def _tags(entry: _Node) -> tuple[str, ...]:
+    """The entry's own categories as tags: short ones only, at most MAX_TAGS."""
+    terms = _unique(" ".join(_text(tag, "term").split()) for tag in _children(entry, "tags"))
+    return tuple(term for term in terms if len(term) <= MAX_TAG_LENGTH)[:MAX_TAGS]
 
 
 def _text(node: _Node, key: str) -> str:
@@ -216,12 +229,17 @@ def _detail_type(node: _Node, key: str) -> str:
 
 
 def _unique(values: Iterable[str]) -> tuple[str, ...]:
-    """Stripped, non-empty values, first occurrence kept, order kept."""
-    return tuple(dict.fromkeys(stripped for value in values if (stripped := value.strip())))
+    """Stripped, XML-safe, non-empty values, first occurrence kept, order kept."""
+    return tuple(dict.fromkeys(stripped for value in values if (stripped := xml_safe(value).strip())))
+
+
+_URL_BREAKERS = re.compile(r"[\x00-\x20\x7f]")
 
 
 def _http_url(href: str, base: str) -> str | None:
     """`href` made absolute against `base` if it is then an http(s) URL with a host."""
+    if _URL_BREAKERS.search(href.strip()):
+        return None  # control characters or inner spaces: no server would answer it
     try:
         parts = urlsplit(urljoin(base, href.strip()))
         usable = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
@@ -285,6 +303,11 @@ def _author_name(author: _Node) -> str:
     return name or _text(author, "email")
 
 
+# Dates outside these years are typos or placeholders (0001-01-01, 9999-12-31); they would make
+# odd archive paths, pin an item to the top for ever, and overflow some databases.
+_PLAUSIBLE_YEARS = (1970, 2200)
+
+
 def _date(entry: _Node, key: str, zone: ZoneInfo) -> datetime | None:
     """The date in entry[key] with its own UTC offset; None when missing or unreadable.
 
@@ -299,9 +322,10 @@ def _date(entry: _Node, key: str, zone: ZoneInfo) -> datetime | None:
     if not (isinstance(parsed, time.struct_time) and _FEEDPARSER_DATE.fullmatch(text)):
         return None
     try:
-        return datetime(*parsed[:6], tzinfo=UTC)
+        value = datetime(*parsed[:6], tzinfo=UTC)
     except ValueError:  # a leap second
         return None
+    return value if _PLAUSIBLE_YEARS[0] <= value.year < _PLAUSIBLE_YEARS[1] else None
 
 
 def _date_from_text(text: str, zone: ZoneInfo) -> datetime | None:
@@ -319,4 +343,5 @@ def _date_from_text(text: str, zone: ZoneInfo) -> datetime | None:
             value = parsedate_to_datetime(_COLON_OFFSET.sub(r"\1\2", text))  # naive for "-0000"
         except (ValueError, OverflowError):
             return None
-    return value if value.tzinfo is not None else value.replace(tzinfo=zone)
+    value = value if value.tzinfo is not None else value.replace(tzinfo=zone)
+    return value if _PLAUSIBLE_YEARS[0] <= value.year < _PLAUSIBLE_YEARS[1] else None

@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from .config import Config
@@ -35,6 +36,7 @@ class PublishResult:
     listings: int  # listings (home, categories, tags) rendered
     written: int  # files created or replaced
     unchanged: int  # files rendered with the bytes already on disk
+    failed: int = 0  # pages or listings that could not be rendered (logged; items stay pending)
 
 
 def write_if_changed(path: Path, data: bytes) -> bool:
@@ -74,6 +76,19 @@ class _Writer:
         self.root = root
         self.written = 0
         self.unchanged = 0
+        self.failed = 0
+
+    def render(self, what: str, work: Callable[[], None]) -> bool:
+        """Run one page's rendering; a bug or bad data there is logged, and the rest is still written."""
+        try:
+            work()
+        except OSError:
+            raise  # a full disk or a permission problem concerns every file: stop
+        except Exception:
+            log.exception("cannot publish %s; the rest of the site is still written", what)
+            self.failed += 1
+            return False
+        return True
 
     def put(self, relative_path: str, data: str | bytes) -> None:
         payload = data.encode("utf-8") if isinstance(data, str) else data
@@ -92,8 +107,7 @@ def _render_item(writer: _Writer, config: Config, item: StoredItem) -> None:
 
 
 def _render_listing(writer: _Writer, config: Config, store: Store, listing: Listing) -> None:
-    kind = "home" if listing.kind == "home" else (CATEGORY if listing.kind == "category" else TAG)
-    items = store.listing_items(kind, listing.key)
+    items = store.listing_items(listing.kind, listing.key)
     if "html" in config.formats:
         for path, html in render_index_pages(config.site, listing, items):
             writer.put(path, html)
@@ -118,32 +132,46 @@ def publish(store: Store, config: Config, *, full: bool = False) -> PublishResul
         writer = _Writer(config.output_dir)
         pending = store.pending()
         full = full or not (config.output_dir / Listing("home", "", "").feed_path).exists()
+        failed: set[int] = set()
         if full:
             count = 0
             for item in store.iter_items():
-                _render_item(writer, config, item)
+                if not writer.render(item.archive_path, partial(_render_item, writer, config, item)):
+                    failed.add(item.id)
                 count += 1
             labels = store.labels()
+            categories = dict.fromkeys([*(c.slug for c in config.site.categories), *labels[CATEGORY]])
             listings = [listing_for(config.site, "home", "")]
-            listings += [listing_for(config.site, CATEGORY, key) for key in labels[CATEGORY]]
+            listings += [listing_for(config.site, CATEGORY, key) for key in categories]
             listings += [listing_for(config.site, TAG, key) for key in labels[TAG]]
         else:
             count = len(pending)
             for entry in pending:
-                _render_item(writer, config, entry.item)
+                if not writer.render(
+                    entry.item.archive_path, partial(_render_item, writer, config, entry.item)
+                ):
+                    failed.add(entry.item.id)
             listings = _listings_of(config.site, (entry.item for entry in pending)) if pending else []
         for listing in listings:
-            _render_listing(writer, config, store, listing)
-        store.mark_published(pending)
+            writer.render(
+                f"the {listing.kind} listing {listing.key!r}",
+                partial(_render_listing, writer, config, store, listing),
+            )
+        store.mark_published(entry for entry in pending if entry.item.id not in failed)
     result = PublishResult(
-        items=count, listings=len(listings), written=writer.written, unchanged=writer.unchanged
+        items=count,
+        listings=len(listings),
+        written=writer.written,
+        unchanged=writer.unchanged,
+        failed=writer.failed,
     )
     log.info(
-        "publish items=%d listings=%d written=%d unchanged=%d full=%s",
+        "publish items=%d listings=%d written=%d unchanged=%d failed=%d full=%s",
         result.items,
         result.listings,
         result.written,
         result.unchanged,
+        result.failed,
         full,
     )
     return result

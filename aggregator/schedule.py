@@ -21,6 +21,11 @@ JITTER = 0.1  # polls are spread over +0..10% of the interval so sources added t
 _MAX_AGE = re.compile(r"(?:^|,)\s*(?:s-maxage|max-age)\s*=\s*\"?(\d+)", re.IGNORECASE)
 
 
+def _seconds(count: int) -> timedelta:
+    """A publisher's number of seconds, bounded: hints are capped anyway, and timedelta overflows."""
+    return timedelta(seconds=min(count, int(MAX_HINT.total_seconds()) * 2))
+
+
 def _jittered(base: timedelta, rng: random.Random) -> timedelta:
     return base * (1 + JITTER * rng.random())
 
@@ -38,8 +43,8 @@ def retry_after(headers: Mapping[str, str], now: datetime) -> timedelta | None:
     value = headers.get("retry-after", "").strip()
     if not value:
         return None
-    if value.isdigit():
-        return timedelta(seconds=int(value))
+    if value.isascii() and value.isdigit():
+        return _seconds(int(value))
     moment = _http_date(value)
     return None if moment is None else max(moment - now, timedelta(0))
 
@@ -50,7 +55,7 @@ def freshness(headers: Mapping[str, str], now: datetime) -> timedelta | None:
     if "no-cache" in cache_control.lower() or "no-store" in cache_control.lower():
         return None
     if match := _MAX_AGE.search(cache_control):
-        return timedelta(seconds=int(match.group(1)))
+        return _seconds(int(match.group(1)))
     expires = _http_date(headers.get("expires", ""))
     return None if expires is None else max(expires - now, timedelta(0))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import unicodedata
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -111,7 +112,9 @@ items_table = Table(
     Column("entry_id", Text, nullable=False),
     Column("slug", Text, nullable=False),
     Column("archive_path", Text, nullable=False, unique=True),
+    Column("post_path", Text, nullable=False, unique=True),  # Jekyll's _posts/ file: unique across categories
     Column("category", String(64), nullable=False),
+    Column("source_id", Integer, ForeignKey("sources.id", ondelete="SET NULL")),  # the source that filed it
     Column("url", Text),
     Column("guid", Text),
     Column("title", Text, nullable=False),
@@ -282,6 +285,7 @@ def _storable(item: Item) -> Item:
 
     return replace(
         item,
+        url_key=clean(item.url_key),
         title=clean(item.title),
         summary=clean(item.summary),
         content=clean(item.content),
@@ -292,17 +296,22 @@ def _storable(item: Item) -> Item:
     )
 
 
-def _new_item_values(source: SourceConfig, item: Item, content_hash: str, now: datetime) -> dict[str, Any]:
+def _new_item_values(
+    source: SourceConfig, source_id: int, item: Item, content_hash: str, now: datetime
+) -> dict[str, Any]:
     """The row of an item seen for the first time: its identity is fixed here."""
     published = item.published or now.astimezone(ZoneInfo(source.timezone))
     updated_at = item.updated or published
     slug = layout.slug_for(item.title, item.url_key)
+    path = layout.archive_path(source.category, published, slug)
     return {
         "url_key": item.url_key,
         "entry_id": entry_id_for(item.url_key),
         "slug": slug,
-        "archive_path": layout.archive_path(source.category, published, slug),
+        "archive_path": path,
+        "post_path": layout.post_path_for(path),
         "category": source.category,
+        "source_id": source_id,
         "url": item.url,
         "guid": item.guid,
         "title": item.title,
@@ -344,7 +353,8 @@ def _missing_labels(
     source: SourceConfig, item: Item, have: dict[tuple[str, str], int]
 ) -> list[dict[str, Any]]:
     """The source's category and tags (and the item's own tags) the item does not carry yet."""
-    wanted = [(CATEGORY, source.category)] + [(TAG, tag) for tag in (*source.tags, *item.tags)]
+    tags = (" ".join(unicodedata.normalize("NFKC", tag).split()) for tag in (*source.tags, *item.tags))
+    wanted = [(CATEGORY, source.category)] + [(TAG, tag) for tag in tags if tag]
     missing = [label for label in dict.fromkeys(wanted) if label not in have]
     start = max(have.values(), default=-1) + 1
     return [
@@ -523,7 +533,7 @@ class Store:
         else:
             values |= {"last_error": poll.error, "error_count": sources_table.c.error_count + 1}
         if feed is not None:
-            values |= {"title": feed.title, "link": feed.link}
+            values |= {"title": feed.title.replace("\x00", ""), "link": feed.link}
         with self._begin() as conn:
             source_id = conn.execute(
                 update(sources_table)
@@ -551,20 +561,24 @@ class Store:
     ) -> tuple[int, int]:
         """Insert, update or relabel a source's items in a few batched statements: (new, updated).
 
-        A source only updates the content of an item when its own version of
-        the item changes, so two sources carrying different versions of the
-        same article do not overwrite each other on every poll. An article
-        listed twice in one feed counts once (its first occurrence).
+        Only the source that filed an item (the first to bring it) updates its
+        content, and only when its own version changes: a second source that
+        carries a teaser or a changing points count never overwrites the
+        article. Other sources add their category and tags. An article listed
+        twice in one feed counts once (its first occurrence).
         """
         batch: dict[str, Item] = {}
         for item in items:
             batch.setdefault(item.url_key, _storable(item))
         hashes = {key: _content_hash(item) for key, item in batch.items()}
-        ids = self._item_ids(conn, list(batch))
+        ids, filers = self._item_ids(conn, list(batch))
         fresh = [item for key, item in batch.items() if key not in ids]
-        inserted = self._insert_items(conn, source, fresh, hashes, now) if fresh else {}
-        late = [item.url_key for item in fresh if item.url_key not in inserted]
-        ids |= self._item_ids(conn, late)  # inserted by another worker meanwhile: merge into theirs
+        inserted = self._insert_items(conn, source, source_id, fresh, hashes, now) if fresh else {}
+        late_ids, late_filers = self._item_ids(
+            conn, [item.url_key for item in fresh if item.url_key not in inserted]
+        )
+        ids |= late_ids  # inserted by another worker meanwhile: merge into theirs
+        filers |= late_filers
         links = self._source_versions(conn, source_id, [ids[key] for key in ids])
         labels = self._labels_of(conn, [*ids.values(), *inserted.values()])
         new_links: list[dict[str, Any]] = []
@@ -584,7 +598,7 @@ class Store:
             new_labels += [{"item_id": item_id, **label} for label in missing]
             if key in inserted:
                 continue
-            source_changed = previous is not None and previous != hashes[key]
+            source_changed = previous is not None and previous != hashes[key] and filers[item_id] == source_id
             if source_changed or missing or previous is None:
                 values = _changed_values(source, item, hashes[key], now) if source_changed else {}
                 conn.execute(
@@ -610,12 +624,20 @@ class Store:
             conn.execute(insert(item_labels_table).on_conflict_do_nothing(), new_labels)
         return len(inserted), updated
 
-    def _item_ids(self, conn: Connection, url_keys: Sequence[str]) -> dict[str, int]:
-        found: dict[str, int] = {}
+    def _item_ids(
+        self, conn: Connection, url_keys: Sequence[str]
+    ) -> tuple[dict[str, int], dict[int, int | None]]:
+        """({url key: item id}, {item id: id of the source that filed it})"""
+        ids: dict[str, int] = {}
+        filers: dict[int, int | None] = {}
         for chunk in _chunks(url_keys, 500):
-            query = select(items_table.c.url_key, items_table.c.id).where(items_table.c.url_key.in_(chunk))
-            found |= {row.url_key: row.id for row in conn.execute(query)}
-        return found
+            query = select(items_table.c.url_key, items_table.c.id, items_table.c.source_id).where(
+                items_table.c.url_key.in_(chunk)
+            )
+            for row in conn.execute(query):
+                ids[row.url_key] = row.id
+                filers[row.id] = row.source_id
+        return ids, filers
 
     def _source_versions(self, conn: Connection, source_id: int, item_ids: Sequence[int]) -> dict[int, str]:
         """This source's content hash of each item it already carries."""
@@ -640,22 +662,24 @@ class Store:
         self,
         conn: Connection,
         source: SourceConfig,
+        source_id: int,
         items: Sequence[Item],
         hashes: dict[str, str],
         now: datetime,
     ) -> dict[str, int]:
         """Insert new items in one statement: {url key: id}; a key another writer inserted first is absent."""
-        rows = [_new_item_values(source, item, hashes[item.url_key], now) for item in items]
-        wanted = [row["archive_path"] for row in rows]
+        rows = [_new_item_values(source, source_id, item, hashes[item.url_key], now) for item in items]
+        wanted = [row["post_path"] for row in rows]
         taken: set[str] = set()
         for chunk in _chunks(wanted, 500):
-            query = select(items_table.c.archive_path).where(items_table.c.archive_path.in_(chunk))
+            query = select(items_table.c.post_path).where(items_table.c.post_path.in_(chunk))
             taken |= set(conn.execute(query).scalars())
-        for row in rows:  # the same title on the same day: the slug gets a stable suffix
-            if row["archive_path"] in taken:
+        for row in rows:  # the same title on the same day, in any category: the slug gets a stable suffix
+            if row["post_path"] in taken:
                 row["slug"] = f"{row['slug']}-{layout.short_hash(row['url_key'], 6)}"
                 row["archive_path"] = layout.archive_path(source.category, row["published_at"], row["slug"])
-            taken.add(row["archive_path"])
+                row["post_path"] = layout.post_path_for(row["archive_path"])
+            taken.add(row["post_path"])
         statement = (
             _insert_for(conn)(items_table)
             .on_conflict_do_nothing(index_elements=["url_key"])

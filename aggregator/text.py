@@ -6,7 +6,18 @@ summaries and Atom summaries.
 
 from __future__ import annotations
 
+import re
 from html.parser import HTMLParser
+
+# Characters XML 1.0 cannot carry at all (C0 controls but tab, LF and CR; lone surrogates;
+# U+FFFE/U+FFFF). Feeds do contain them, and one would make every output feed unwritable.
+_NOT_IN_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_safe(text: str) -> str:
+    """`text` without the characters XML 1.0 forbids."""
+    return _NOT_IN_XML.sub("", text)
+
 
 # Tags whose boundaries separate words, so their text must not run together.
 _BLOCK_TAGS = frozenset(

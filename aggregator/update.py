@@ -182,13 +182,16 @@ def _store_outcome(
 ) -> UpdateResult:
     """Store one outcome; a database error is this source's failure, not the batch's."""
     duration = time.monotonic() - outcome.started
-    record, error = poll_record(source, state, outcome, now, rng)
     try:
+        record, error = poll_record(source, state, outcome, now, rng)
         saved = store.record_poll(source, record, outcome.feed)
-    except StoreError as store_error:
-        result = UpdateResult(source.name, status=record.status, error=str(store_error), duration=duration)
-        log_result(result)
-        return result
+    except StoreError as store_error:  # e.g. an item the database refuses: the source fails, not the batch
+        return _record_failure(store, source, state, f"cannot store: {store_error}", now, rng, duration)
+    except Exception as bug:  # never leave a claimed source leased and unrecorded
+        log.exception("unexpected error while storing source=%s", source.name)
+        return _record_failure(
+            store, source, state, f"internal error: {type(bug).__name__}: {bug}", now, rng, duration
+        )
     if record.url != (state.url or source.url):
         log.warning(
             "source=%s moved permanently to %s: adopted after %d polls", source.name, record.url, ADOPT_AFTER
@@ -206,6 +209,35 @@ def _store_outcome(
         error=error,
         duration=duration,
     )
+    log_result(result)
+    return result
+
+
+def _record_failure(
+    store: Store,
+    source: SourceConfig,
+    state: SourceState,
+    error: str,
+    now: datetime,
+    rng: random.Random,
+    duration: float,
+) -> UpdateResult:
+    """Record a poll that failed after fetching, in a transaction of its own; this ends the lease."""
+    record = PollRecord(
+        polled_at=now,
+        status=None,
+        error=error,
+        next_check_at=schedule.after_error(source.interval, state.error_count + 1, now, rng),
+        url=state.url or source.url,
+        moved_to=state.moved_to,
+        moved_count=state.moved_count,
+        disabled_reason=state.disabled_reason,
+    )
+    try:
+        store.record_poll(source, record)
+    except StoreError as again:
+        log.error("cannot record the failure of source=%s: %s", source.name, again)
+    result = UpdateResult(source.name, error=error, duration=duration)
     log_result(result)
     return result
 
@@ -282,6 +314,11 @@ def update_sources(
                 results.append(
                     _store_outcome(store, source, states[source.name], future.result(), clock(), polling.rng)
                 )
+    if not due_only and not (stop is not None and stop.is_set()):
+        for name in remaining:  # asked for by name, yet not claimable: say why rather than nothing
+            state = store.source_state(name)
+            reason = state.disabled_reason and f"disabled ({state.disabled_reason})"
+            log.warning("source=%s not polled: %s", name, reason or "another worker is polling it")
     return results
 
 

@@ -131,9 +131,19 @@ def item_key(link: str | None, guid: str | None, title: str, content: str, *, so
     sources' item "12345" are different articles.
     """
     if link and (key := _url_key_or_none(link)):
-        return key
+        return _bounded(key)
     guid = (guid or "").strip()
     if guid:
-        return _url_key_or_none(guid) or f"guid:{source}:{guid}"
+        return _bounded(_url_key_or_none(guid) or f"guid:{source}:{guid}")
     digest = hashlib.sha256(f"{source}\n{title}\n{content}".encode()).hexdigest()
     return f"hash:{digest}"
+
+
+MAX_KEY_BYTES = 1000  # PostgreSQL's btree refuses index entries over ~2.7 kB; real URLs stay far below
+
+
+def _bounded(key: str) -> str:
+    """Keys too long to index become a digest of themselves: still one key per URL."""
+    if len(key.encode("utf-8")) <= MAX_KEY_BYTES:
+        return key
+    return "long:" + hashlib.sha256(key.encode("utf-8")).hexdigest()

@@ -88,6 +88,10 @@ def test_environment_overrides_database(tmp_path: Path, monkeypatch: pytest.Monk
         (("formats: [html, jekyll]", "formats: [pdf]"), "output.formats.0:"),
         (("language: zh}", "language: zh, labels: {nope: x}}"), "unknown label(s) nope"),
         (("emnews: {title: 东财滚动新闻}", "emnews: {title: x}, unused: {title: y}"), "unused not used"),
+        (("category: tech", "category: atom.xml"), "category 'atom.xml' must not contain '.'"),
+        (("interval: 5m", "interval: 1ms"), "source 'em': interval: an interval must be at least 1s"),
+        (("language: zh}", "language: zh, labels: {back_to_category: 'To {name}'}}"), "use only {title}"),
+        (("language: zh}", "language: zh, labels: {back_to_home: 'Home {x}'}}"), "no {...} placeholder"),
     ],
     ids=[
         "duplicate-name",
@@ -102,6 +106,10 @@ def test_environment_overrides_database(tmp_path: Path, monkeypatch: pytest.Monk
         "unknown-format",
         "unknown-label",
         "unused-category",
+        "category-with-dot",
+        "interval-too-short",
+        "label-wrong-placeholder",
+        "label-unexpected-placeholder",
     ],
 )
 def test_config_errors_name_file_source_and_field(

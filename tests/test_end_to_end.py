@@ -265,3 +265,42 @@ def test_changed_article_is_updated_in_place(site: Site, feed_server: FeedServer
     titles = {entry.title for entry in site.feed("world/atom.xml").entries}
     assert "Rain expected in the north and east" in titles
     assert "Rain expected in the north" not in titles
+
+
+def test_hostile_sources_do_not_stop_the_others(
+    tmp_path: Path, feed_server: FeedServer, atom_schema: etree.RelaxNG
+) -> None:
+    """Control characters in an item and its link: tamed, and the other sources are published."""
+    poison = rss2("Poison", "https://bad.example/", [Article("ok", "https://bad.example/1", WIRE[0].date)])
+    poison = poison.replace(b"<title>ok</title>", b"<title>&#1;</title>").replace(
+        b"/1</link>", b"/1&#1;</link>"
+    )
+    feed_server.serve("/poison.xml", poison)
+    feed_server.serve("/cache.xml", rss2("Cache", "https://c.example/", WIRE[1:2]), conditional=False)
+    feed_server.serve("/wire.xml", rss2("Wire", "https://news.example.com/", WIRE))
+    config = tmp_path / "hostile.yaml"
+    config.write_text(
+        f"""
+site: {{title: Hostile, base_url: "{BASE_URL}"}}
+database: "sqlite:///hostile.db"
+output: {{dir: out}}
+sources:
+  - {{name: poison, url: "{feed_server.url("/poison.xml")}", category: bad}}
+  - {{name: cache, url: "{feed_server.url("/cache.xml")}", category: bad}}
+  - {{name: wire, url: "{feed_server.url("/wire.xml")}", category: world}}
+""",
+        encoding="utf-8",
+    )
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("AGGREGATOR_")}
+    completed = subprocess.run(
+        [sys.executable, "-m", "aggregator", "-c", str(config), "run", "--once"],
+        capture_output=True, text=True, env=environment, timeout=120,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    assert "Traceback" not in completed.stderr
+    out = tmp_path / "out"
+    for name in ("atom.xml", "bad/atom.xml", "world/atom.xml"):
+        assert atom_schema.validate(etree.parse(str(out / name))), name
+    titles = {entry.title for entry in feedparser.parse((out / "atom.xml").read_bytes()).entries}
+    assert {"Markets rally as rates hold", "Rain expected in the north", "Port traffic doubles"} <= titles
+    assert len(titles) == 4, titles  # the poisoned item is kept, named by its guid

@@ -712,3 +712,32 @@ def test_update_hints(channel: str, hint: timedelta | None) -> None:
         "</channel></rss>"
     ).encode()
     assert parse(body).ttl == hint
+
+
+def test_hostile_entries_are_cleaned_not_fatal() -> None:
+    """Control characters, endless tags, absurd dates and ttl values: each is tamed, nothing raises."""
+    tags = "".join(f"<category>tag {n}</category>" for n in range(500)) + f"<category>{'x' * 61}</category>"
+    body = (
+        '<rss version="2.0"><channel><title>Bad&#1; feed</title><link>https://bad.example/</link>'
+        "<ttl>99999999999999999999</ttl>"
+        "<item><title>Ti&#1;tle&#11;</title><link>https://bad.example/a&#1;b</link><guid>g&#2;1</guid>"
+        f"<description>sum&#8;mary</description>{tags}"
+        "<pubDate>0001-01-01T00:00:00+08:00</pubDate></item>"
+        "<item><title>Far future</title><link>https://bad.example/2</link>"
+        "<pubDate>9999-12-31T23:00:00-05:00</pubDate></item>"
+        "</channel></rss>"
+    ).encode()
+    feed = parse(body)
+    first, second = feed.items
+    assert feed.title == "Bad feed"
+    assert (first.title, first.guid, first.summary) == ("Title", "g1", "summary")
+    assert first.url is None, "a link with a control character is no link"
+    assert len(first.tags) == 20 and first.tags[0] == "tag 0"
+    assert first.published is None and second.published is None
+    assert feed.ttl is not None and feed.ttl.days >= 365
+
+
+@pytest.mark.parametrize("ttl", ["²", "١٢", "-5"])
+def test_odd_ttl_digits_are_ignored(ttl: str) -> None:
+    body = f'<rss version="2.0"><channel><title>t</title><ttl>{ttl}</ttl></channel></rss>'.encode()
+    assert parse(body).ttl is None

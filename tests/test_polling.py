@@ -157,8 +157,9 @@ def test_410_gone_disables_the_source_until_enabled(store: Store) -> None:
             timedelta(hours=5, seconds=1),
         ),
         ("99999999", schedule.MAX_HINT, schedule.MAX_HINT + timedelta(seconds=1)),
+        ("99999999999999999999", schedule.MAX_HINT, schedule.MAX_HINT + timedelta(seconds=1)),
     ],
-    ids=["seconds", "http-date", "capped"],
+    ids=["seconds", "http-date", "capped", "absurd"],
 )
 @pytest.mark.parametrize("status", [429, 503])
 def test_retry_after_defers_the_next_poll(
@@ -181,8 +182,9 @@ def test_retry_after_defers_the_next_poll(
         ({"Expires": format_datetime(NOW + timedelta(hours=3), usegmt=True)}, FEED, timedelta(hours=3)),
         ({}, FEED.replace(b"<channel>", b"<channel><ttl>240</ttl>"), timedelta(hours=4)),
         ({"Cache-Control": "max-age=60"}, FEED, INTERVAL),  # never earlier than the interval
+        ({"Cache-Control": "max-age=99999999999999999999"}, FEED, schedule.MAX_HINT),  # capped, no overflow
     ],
-    ids=["max-age", "expires", "rss-ttl", "shorter-than-interval"],
+    ids=["max-age", "expires", "rss-ttl", "shorter-than-interval", "absurd-max-age"],
 )
 def test_publisher_hints_push_the_next_poll_later_never_earlier(
     store: Store, headers: dict[str, str], body: bytes, wait: timedelta

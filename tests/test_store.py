@@ -267,6 +267,9 @@ def test_two_sources_with_different_versions_do_not_overwrite_each_other(store: 
     [stored] = store.listing_items("home", "")
     assert stored.content == "<p>full article</p>"
     store.mark_published(store.pending())
-    corrected = replace(short, content="<p>teaser, corrected</p>")
-    assert _save(store, MIRROR, corrected) == (0, 1)  # a source's own change still lands
-    assert store.listing_items("home", "")[0].content == "<p>teaser, corrected</p>"
+    changed_teaser = replace(short, content="<p>teaser, 57 points</p>")
+    assert _save(store, MIRROR, changed_teaser) == (0, 0), "only the filing source updates the article"
+    assert store.listing_items("home", "")[0].content == "<p>full article</p>"
+    corrected = replace(full, content="<p>full article, corrected</p>")
+    assert _save(store, WIRE, corrected) == (0, 1)
+    assert store.listing_items("home", "")[0].content == "<p>full article, corrected</p>"

@@ -205,3 +205,11 @@ def test_bare_guids_and_text_hashes_are_per_source() -> None:
     assert item_key(None, None, "T", "C", source="one") != item_key(None, None, "T", "C", source="two")
     same_url_guid = {item_key(None, "https://ex.test/p", "T", "C", source=name) for name in ("one", "two")}
     assert same_url_guid == {"https://ex.test/p"}
+
+
+def test_very_long_urls_get_a_bounded_key() -> None:
+    long_url = "https://ex.test/" + "a" * 5000
+    key = item_key(long_url, None, "T", "C", source="src")
+    assert key.startswith("long:") and len(key) < 100
+    assert key == item_key(long_url + "?utm_source=x", None, "T", "C", source="other")
+    assert key != item_key(long_url + "b", None, "T", "C", source="src")
