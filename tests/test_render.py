@@ -20,8 +20,9 @@ from aggregator import layout
 from aggregator.layout import Listing
 from aggregator.models import Category, Labels, SiteConfig, SourceRef, StoredItem
 from aggregator.render.atom import EMPTY_FEED_UPDATED, render_atom
-from aggregator.render.html import http_url, plain_text, sanitize_html
+from aggregator.render.html import http_url, sanitize_html
 from aggregator.render.pages import render_archive_page, render_index_pages, render_jekyll_post
+from aggregator.text import plain_text, shorten
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 ATOM_RNG = SHARED / "schemas" / "atom.rng"
@@ -338,6 +339,56 @@ def test_atom_drops_characters_xml_forbids() -> None:
     assert parsed.entries[0].tags[-1].term == "ab"
 
 
+def test_atom_survives_control_characters_everywhere() -> None:
+    """One stray control character used to fail the whole output feed in lxml."""
+    item = replace(
+        latin_item(),
+        title="Bad\x01 title\ufffe",
+        url="https://blog.example.com/p\x01?q=\x02",
+        summary="<p>sum\x07mary \ud800</p>",
+        content="<p>con\x1ftent</p>",
+        tags=("ta\x03g", "\x04"),
+        authors=("Jane\x05 Doe", "\x06"),
+        sources=(
+            SourceRef(
+                name="bad", title="So\x08urce", url="https://e.test/feed\x0b.xml", link="https://e.test/\x0cx"
+            ),
+        ),
+    )
+    data = render_atom(SITE, Listing("home", "", LABELS.home), [item])
+    root = _validate_atom(data)
+    parsed = feedparser.parse(io.BytesIO(data))
+    assert not parsed.bozo, parsed.get("bozo_exception")
+    entry = parsed.entries[0]
+    assert entry.title == "Bad title"
+    assert {link.rel: link.href for link in entry.links}["related"] == "https://blog.example.com/p%01?q=%02"
+    assert [tag.term for tag in entry.tags] == ["tech", "tag"]
+    assert [author.name for author in entry.authors] == ["Jane Doe"]
+    assert entry.summary == "summary"
+    assert root.findtext(f"{ATOM}entry/{ATOM}content") == "<p>content</p>"
+    assert entry.source.title == "Source"
+    assert entry.source.id == "https://e.test/feed%0B.xml"
+    assert {link.rel: link.href for link in entry.source.links} == {
+        "self": "https://e.test/feed%0B.xml",
+        "alternate": "https://e.test/%0Cx",
+    }
+
+
+@pytest.mark.parametrize(
+    ("title", "url", "expected"),
+    [
+        ("\x01\x02", "https://blog.example.com/p?q=\x03", "https://blog.example.com/p?q=%03"),
+        (" \x0b ", None, "tag:finews.withounder.com,2022:rust-1-80-ferris-b-released-b-more"),
+        ("", "", "tag:finews.withounder.com,2022:rust-1-80-ferris-b-released-b-more"),
+    ],
+)
+def test_atom_entry_title_falls_back_to_url_then_id(title: str, url: str | None, expected: str) -> None:
+    item = replace(latin_item(), title=title, url=url)
+    data = render_atom(SITE, Listing("home", "", LABELS.home), [item])
+    _validate_atom(data)
+    assert feedparser.parse(io.BytesIO(data)).entries[0].title == expected
+
+
 def test_atom_entry_without_url_or_source() -> None:
     item = replace(latin_item(), url=None, sources=(), authors=(), summary="", content="")
     data = render_atom(SITE, Listing("home", "", LABELS.home), [item])
@@ -481,6 +532,17 @@ def test_index_pages_paginate_newest_first() -> None:
     assert entry.xpath("./p[2]/text()") == ["Summary 9"]
 
 
+def test_index_excerpt_is_cut_at_a_word_boundary() -> None:
+    words = " ".join(f"word{n}" for n in range(40))  # 269 characters
+    item = replace(latin_item(), summary=f"<p>{words}</p>")
+    pages = render_index_pages(SITE, Listing("home", "", LABELS.home), [item])
+    excerpt = _parse_page(pages[0][1]).xpath("//article/p[2]/text()")[0]
+    assert excerpt == shorten(words, 140)
+    assert excerpt.endswith("…")
+    assert words.startswith(excerpt[:-1] + " "), "no word cut in half"
+    assert len(excerpt) <= 140
+
+
 def test_tag_index_pages_use_percent_encoded_folders() -> None:
     listing = Listing("tag", SEED_TAG, SEED_TAG)
     site = replace(SITE, items_per_page=1)
@@ -595,3 +657,80 @@ def test_jekyll_post_url_is_the_archive_path_even_with_several_categories() -> N
     assert text.split("\n")[4] == "categories: emnews"
     year, month, day, slug = path.removeprefix("_posts/").removesuffix(".md").split("-", 3)
     assert f"emnews/{year}/{month}/{day}/{slug}.html" == item.archive_path
+
+
+def _jekyll_blocks(item: StoredItem) -> list[str]:
+    """The post's body, block by block (front matter left out)."""
+    _, text = render_jekyll_post(SITE, item)
+    return text.split("\n---\n", 1)[1].split("\n\n")
+
+
+def test_jekyll_autolink_cannot_be_ended_early() -> None:
+    item = replace(cjk_item(), url="https://example.com/p3?q=><img src=x onerror=alert(1)>")
+    original = _jekyll_blocks(item)[2]
+    assert original == "<https://example.com/p3?q=%3E%3Cimg%20src=x%20onerror=alert(1)%3E>"
+
+
+@pytest.mark.parametrize(
+    ("url", "autolink"),
+    [
+        (SEED_URL, f"<{SEED_URL}>"),
+        ('https://e.test/a b"c{{d}}', "<https://e.test/a%20b%22c%7B%7Bd%7D%7D>"),
+        ("https://e.test/新闻?q=1&r=[2]#x", "<https://e.test/%E6%96%B0%E9%97%BB?q=1&r=[2]#x>"),
+        ("https://e.test/already%20encoded\\path\x01", "<https://e.test/already%20encoded\\path%01>"),
+    ],
+)
+def test_jekyll_autolink_percent_encodes_what_a_url_cannot_hold(url: str, autolink: str) -> None:
+    assert _jekyll_blocks(replace(cjk_item(), url=url))[2] == autolink
+
+
+def test_jekyll_post_neutralises_liquid() -> None:
+    """Jekyll evaluates {{ }} and {% %} in a post before Markdown; the entity renders as "{"."""
+    item = replace(
+        cjk_item(),
+        summary="{{ site.secret }} and {% include x.html %}",
+        content="<p>{{ page.x }} {%raw%} {{{ { }</p><a href='https://e.test/{{y}}'>z</a>",
+    )
+    _, text = render_jekyll_post(SITE, item)
+    body = text.split("\n---\n", 1)[1]
+    assert "{{" not in body and "{%" not in body
+    summary, content = body.split("\n\n")[:2]
+    assert summary == "> &#123;&#123; site\\.secret \\}\\} and &#123;% include x\\.html %\\}"
+    assert content == (
+        "<p>&#123;{ page.x }} &#123;%raw%} &#123;&#123;{ { }</p>"
+        '<p><a href="https://e.test/&#123;{y}}" rel="noopener noreferrer">z</a></p>'
+    )
+    assert lxml.html.fromstring(content).xpath("//a/@href") == ["https://e.test/{{y}}"]
+
+
+def test_jekyll_summary_escapes_markdown() -> None:
+    summary = "Click [here](javascript:alert(1)) *now* _or_ `never` \\ # 1. ~~x~~ $$y$$ a|b &lt;i> & 'q' -- !"
+    item = replace(latin_item(), summary=summary)
+    assert _jekyll_blocks(item)[0] == (
+        "> Click \\[here\\]\\(javascript\\:alert\\(1\\)\\) \\*now\\* \\_or\\_ \\`never\\` \\\\ "
+        "\\# 1\\. &#126;&#126;x&#126;&#126; \\$\\$y\\$\\$ a\\|b &lt;i&gt; &amp; \\'q\\' \\-\\- \\!"
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "block"),
+    [
+        # Plain text from a text-only source: kramdown would make the link live.
+        ("Click [here](javascript:alert(1)) now", "<p>Click [here](javascript:alert(1)) now</p>"),
+        ("Two *inline* <b>parts</b>", "<p>Two *inline* <b>parts</b></p>"),
+        # Text after a block element is read as Markdown too.
+        ("<p>a</p>tail [x](javascript:1)<h2>b</h2>", "<p>a</p><p>tail [x](javascript:1)</p><h2>b</h2>"),
+        # Indented, kramdown would show the second paragraph as a code block.
+        ("  <p>a</p>\n    <p>b</p>\n", "<p>a</p>\n<p>b</p>"),
+        ('<p>a</p><img src="https://e.test/i.png">', '<p>a</p><p><img src="https://e.test/i.png"></p>'),
+        ("<div><p>x</p> *y*</div><ul><li>[z](q)</li></ul>",) * 2,  # inside blocks: left alone
+    ],
+)
+def test_jekyll_content_is_block_html_only(content: str, block: str) -> None:
+    item = replace(cjk_item(), summary="", content=content)
+    assert _jekyll_blocks(item)[0] == block
+
+
+def test_jekyll_content_of_whitespace_alone_is_left_out() -> None:
+    item = replace(cjk_item(), summary="", content=" \n ")
+    assert len(_jekyll_blocks(item)) == 2  # the original URL and the back links

@@ -11,13 +11,15 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
+from urllib.parse import quote
 
 from feedgen.ext.base import BaseEntryExtension
 from feedgen.feed import FeedGenerator
 
 from aggregator.layout import Listing, absolute_url
 from aggregator.models import SiteConfig, SourceRef, StoredItem
-from aggregator.render.html import http_url, plain_text, sanitize_html
+from aggregator.render.html import http_url, sanitize_html
+from aggregator.text import plain_text
 
 # `updated` of a feed without entries: fixed, because "now" would change the
 # bytes on every run; the epoch reads as "nothing yet" to any reader.
@@ -25,12 +27,24 @@ EMPTY_FEED_UPDATED = datetime(1970, 1, 1, tzinfo=UTC)
 
 GENERATOR = "aggregator"
 
-# Characters XML 1.0 forbids; lxml refuses them, and feeds do carry stray ones.
-_NOT_XML_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+# Characters XML 1.0 forbids (lone surrogates too); lxml refuses them, and
+# feeds do carry stray ones. Every string from a source goes through _xml or
+# _xml_uri before it reaches feedgen: one such character would fail the feed.
+_NOT_XML_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def _xml(text: str) -> str:
+    """Text without the characters XML forbids."""
     return _NOT_XML_CHARS.sub("", text)
+
+
+def _xml_uri(uri: str) -> str:
+    """A URI or IRI with the characters XML forbids percent-encoded (surrogates dropped).
+
+    Anything else is left as it is, so that a valid URI, and an id that was
+    published before, never changes.
+    """
+    return _NOT_XML_CHARS.sub(lambda match: quote(match[0].encode("utf-8", "ignore"), safe=""), uri)
 
 
 class _EntryExtras(BaseEntryExtension):  # type: ignore[misc]  # feedgen is untyped
@@ -50,14 +64,15 @@ class _EntryExtras(BaseEntryExtension):  # type: ignore[misc]  # feedgen is unty
 
     def extend_atom(self, entry: Any) -> Any:
         if self._related:
-            _sub_element(entry, "link", rel="related", type="text/html", href=self._related)
+            _sub_element(entry, "link", rel="related", type="text/html", href=_xml_uri(self._related))
         if self._source:
+            source_url = _xml_uri(self._source.url)
             source = _sub_element(entry, "source")
-            _sub_element(source, "id").text = self._source.url
+            _sub_element(source, "id").text = source_url
             _sub_element(source, "title").text = _xml(self._source.title)
-            _sub_element(source, "link", rel="self", href=self._source.url)
+            _sub_element(source, "link", rel="self", href=source_url)
             if site_link := http_url(self._source.link):
-                _sub_element(source, "link", rel="alternate", type="text/html", href=site_link)
+                _sub_element(source, "link", rel="alternate", type="text/html", href=_xml_uri(site_link))
         return entry
 
 
@@ -73,12 +88,12 @@ def render_atom(site: SiteConfig, listing: Listing, items: Sequence[StoredItem])
     """The output feed of a listing; `items` newest first, already cut to `site.items_per_feed`."""
     feed_url = absolute_url(site.base_url, listing.feed_path)
     feed = FeedGenerator()
-    feed.id(feed_url)
+    feed.id(_xml_uri(feed_url))
     feed.title(_xml(listing.full_title(site.title)))
-    feed.link(href=feed_url, rel="self", type="application/atom+xml")
-    feed.link(href=absolute_url(site.base_url, listing.folder), rel="alternate", type="text/html")
+    feed.link(href=_xml_uri(feed_url), rel="self", type="application/atom+xml")
+    feed.link(href=_xml_uri(absolute_url(site.base_url, listing.folder)), rel="alternate", type="text/html")
     feed.updated(max((item.updated for item in items), default=EMPTY_FEED_UPDATED))
-    feed.language(site.language)
+    feed.language(_xml(site.language))
     feed.generator(GENERATOR)
     # A feed-level author satisfies Atom's author rule for entries without one.
     feed.author(name=_xml(site.title))
@@ -88,26 +103,37 @@ def render_atom(site: SiteConfig, listing: Listing, items: Sequence[StoredItem])
     return result
 
 
+def _entry_title(item: StoredItem, entry_id: str) -> str:
+    """The title, else the original URL, else the id: feedgen refuses an entry without one."""
+    for title in (_xml(item.title), _xml_uri(item.url or "")):
+        if title.strip():
+            return title
+    return entry_id
+
+
 def _add_entry(feed: Any, site: SiteConfig, item: StoredItem) -> None:
     entry = feed.add_entry(order="append")
-    entry.id(item.entry_id)
-    entry.title(_xml(item.title))
-    entry.link(href=absolute_url(site.base_url, item.archive_path), rel="alternate")
+    entry_id = _xml_uri(item.entry_id)
+    entry.id(entry_id)
+    entry.title(_entry_title(item, entry_id))
+    entry.link(href=_xml_uri(absolute_url(site.base_url, item.archive_path)), rel="alternate")
     entry.published(item.published)
     entry.updated(item.updated)
     for author in item.authors:
-        entry.author(name=_xml(author))
-    if summary := plain_text(item.summary):
-        entry.summary(_xml(summary))
-    if content := sanitize_html(item.content, item.url):
-        entry.content(_xml(content), type="html")
+        if name := _xml(author).strip():
+            entry.author(name=name)
+    if summary := _xml(plain_text(item.summary)):
+        entry.summary(summary)
+    if content := _xml(sanitize_html(item.content, item.url)):
+        entry.content(content, type="html")
     for slug in item.categories:
         entry.category(
-            term=slug,
+            term=_xml(slug),
             label=_xml(site.category_title(slug)),
-            scheme=absolute_url(site.base_url, f"{slug}/"),
+            scheme=_xml_uri(absolute_url(site.base_url, f"{slug}/")),
         )
     for tag in item.tags:
-        entry.category(term=_xml(tag), scheme=absolute_url(site.base_url, "tags/"))
+        if term := _xml(tag):
+            entry.category(term=term, scheme=_xml_uri(absolute_url(site.base_url, "tags/")))
     extras = partial(_EntryExtras, http_url(item.url), item.sources[0] if item.sources else None)
     entry.register_extension("aggregator", extras, atom=True, rss=False)

@@ -11,8 +11,6 @@ from urllib.parse import urlsplit
 
 import nh3
 
-from ..text import plain_text
-
 # What an article needs to read well; anything else is unwrapped (text kept).
 # `center` is kept: older CMSs centre figures with it (as the seed page does)
 # and it carries no attributes, so it cannot do harm.
@@ -52,7 +50,7 @@ _DROPPED_WITH_CONTENT = frozenset(
 _URL_SCHEMES = frozenset({"http", "https", "mailto"})
 _LINK_REL = "noopener noreferrer"
 
-__all__ = ["http_url", "plain_text", "sanitize_html"]
+__all__ = ["http_url", "sanitize_html"]
 
 
 def http_url(url: str | None) -> str | None:

@@ -13,6 +13,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from html.parser import HTMLParser
+from urllib.parse import quote
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
@@ -26,7 +28,8 @@ from aggregator.layout import (
     site_relative_url,
 )
 from aggregator.models import SiteConfig, StoredItem
-from aggregator.render.html import http_url, plain_text, sanitize_html
+from aggregator.render.html import http_url, sanitize_html
+from aggregator.text import plain_text, shorten
 
 _DESCRIPTION_CHARS = 160  # what search engines show of a meta description
 _EXCERPT_CHARS = 140  # the summary under a title on an index page
@@ -36,6 +39,41 @@ _EXCERPT_CHARS = 140  # the summary under a title on an index page
 _BARE_TAG = re.compile(r"[^\W\d_][\w.+\-]*")
 _YAML_KEYWORDS = frozenset({"true", "false", "yes", "no", "on", "off", "null"})
 _FULLWIDTH_BAR = "\uff5c"  # between the seed's back links
+
+# Jekyll runs Liquid over the whole post before kramdown sees it: a "{" that
+# opens "{{" or "{%" becomes a character reference, which renders the same.
+_LIQUID_OPENER = re.compile(r"\{(?=[{%])")
+# A summary is one line of Markdown. Every character kramdown can give meaning
+# there is written so that it stands for itself: backslash escapes where
+# kramdown accepts them, character references for "{" (kramdown's "{:" and
+# "{::" syntax, and Liquid) and "~" (GFM strikethrough, not escapable in plain
+# kramdown). "<", ">" and "&" are already character references by then.
+_SUMMARY_ESCAPES = str.maketrans(
+    {
+        **{char: "\\" + char for char in "\\`*_[]()}#+-.!:|\"'$="},
+        "{": "&#123;",
+        "~": "&#126;",
+    }
+)
+# What may stay as it is in the `<...>` autolink: RFC 3986's characters, "%"
+# (URLs arrive already percent-encoded) and the backslash (browsers read it as
+# "/" in http(s) URLs, so encoding it would change where the link goes, and it
+# cannot end the autolink). Everything else, including "<", ">", spaces,
+# quotes, "{" and non-ASCII, is percent-encoded as UTF-8.
+_AUTOLINK_SAFE = "!#$%&'()*+,-./:;=?@[]_~\\"
+# Elements HTML lays out as blocks; anything else at the top level of the
+# content (text and phrasing elements) is wrapped in a paragraph for kramdown.
+_BLOCK_ELEMENTS = frozenset(
+    {
+        "address", "article", "aside", "blockquote", "caption", "center", "col", "colgroup",
+        "dd", "details", "div", "dl", "dt", "fieldset", "figcaption", "figure", "footer",
+        "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "nav", "ol",
+        "p", "pre", "section", "table", "tbody", "td", "tfoot", "th", "thead", "tr", "ul",
+    }
+)  # fmt: skip
+_VOID_ELEMENTS = frozenset(
+    {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +131,6 @@ def _time(moment: datetime) -> _Time:
     )
 
 
-def _excerpt(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
 def _summary(item: StoredItem) -> str:
     """The summary as plain text, or "" when it would only repeat the content."""
     summary = plain_text(item.summary)
@@ -128,7 +162,7 @@ def render_archive_page(site: SiteConfig, item: StoredItem) -> str:
     return template.render(
         site=site,
         page_title=f"{item.title} · {site.title}",
-        description=_excerpt(summary or plain_text(item.content), _DESCRIPTION_CHARS),
+        description=shorten(summary or plain_text(item.content), _DESCRIPTION_CHARS),
         canonical_url=absolute_url(site.base_url, item.archive_path),
         feed=_feed(site, category),
         home_url=site_relative_url(site.base_url, ""),
@@ -192,7 +226,7 @@ def _entry(site: SiteConfig, item: StoredItem) -> _Entry:
         title=item.title,
         published=_time(item.published),
         category=_listing_link(site, _category_listing(site, item.category)),
-        summary=_excerpt(plain_text(item.summary) or plain_text(item.content), _EXCERPT_CHARS),
+        summary=shorten(plain_text(item.summary) or plain_text(item.content), _EXCERPT_CHARS),
     )
 
 
@@ -215,12 +249,11 @@ def render_jekyll_post(site: SiteConfig, item: StoredItem) -> tuple[str, str]:
     ]
     blocks = []
     if summary := _summary(item):
-        # Plain text on one line; escaped because Markdown passes raw HTML through.
-        blocks.append("> " + html.escape(summary, quote=False))
-    if content := sanitize_html(item.content, item.url):
+        blocks.append("> " + _markdown_text(summary))
+    if content := _kramdown_html(sanitize_html(item.content, item.url)):
         blocks.append(content)
     if original := http_url(item.url):
-        blocks.append(f"<{original}>")
+        blocks.append(f"<{_autolink_url(original)}>")
     category = _category_listing(site, item.category)
     back_to_category = site.labels.back_to_category.format(title=category.title)
     blocks.append(
@@ -237,3 +270,112 @@ def _yaml_tags(tags: Sequence[str]) -> str:
     if all(_BARE_TAG.fullmatch(tag) and tag.lower() not in _YAML_KEYWORDS for tag in tags):
         return " ".join(tags) if tags else "[]"
     return "[" + ", ".join(json.dumps(tag, ensure_ascii=False) for tag in tags) + "]"
+
+
+def _markdown_text(text: str) -> str:
+    """Plain text as one line of Markdown that Jekyll shows as exactly that text.
+
+    HTML-escaped first, because Markdown passes raw HTML through; then every
+    character that Markdown or Liquid could read as syntax is neutralised.
+    """
+    return html.escape(text, quote=False).translate(_SUMMARY_ESCAPES)
+
+
+def _autolink_url(url: str) -> str:
+    """An http(s) URL that cannot end the `<...>` autolink early or open Liquid syntax."""
+    # Lone surrogates cannot be encoded, and no valid URL has them.
+    return quote(url.encode("utf-8", "ignore"), safe=_AUTOLINK_SAFE)
+
+
+def _kramdown_html(content: str) -> str:
+    """Sanitized HTML that kramdown passes through without reading Markdown in it.
+
+    kramdown leaves the inside of a block-level HTML element alone (its
+    `parse_block_html` option is off by default) but reads top-level text and
+    inline elements as Markdown, where `[x](javascript:...)` is a link again:
+    such runs are wrapped in `<p>`. Whitespace between top-level elements
+    (where HTML ignores it) is cut to a line break at most: indented, it would
+    make kramdown show the next element as a code block. Content made of block
+    elements alone, without whitespace between them (the seed's), is unchanged.
+    Liquid openers are neutralised everywhere.
+    """
+    pieces = []
+    position = 0
+    for start, end, is_text in _TopLevelRuns.of(content):
+        pieces.append(content[position:start])
+        run = content[start:end]
+        if is_text:
+            pieces += ["<p>", run, "</p>"]
+        elif "\n" in run and 0 < start and end < len(content):
+            pieces.append("\n")
+        position = end
+    pieces.append(content[position:])
+    return _LIQUID_OPENER.sub("&#123;", "".join(pieces))
+
+
+class _TopLevelRuns(HTMLParser):
+    """Finds the runs of text and inline elements at the top level of an HTML fragment."""
+
+    def __init__(self, html_text: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self._text = html_text
+        self._line_starts = [0, *(match.end() for match in re.finditer("\n", html_text))]
+        self._depth = 0
+        self._run_start: int | None = None
+        self.runs: list[tuple[int, int, bool]] = []
+
+    @classmethod
+    def of(cls, html_text: str) -> list[tuple[int, int, bool]]:
+        """(start, end, is_text) of each top-level run, in order.
+
+        Whitespace at either end of a run is a run of its own, with is_text False.
+        """
+        parser = cls(html_text)
+        parser.feed(html_text)
+        parser.close()
+        parser._end_run(len(html_text))
+        return parser.runs
+
+    def _offset(self) -> int:
+        line, column = self.getpos()
+        return self._line_starts[line - 1] + column
+
+    def _end_run(self, end: int) -> None:
+        if self._run_start is not None:
+            run = self._text[self._run_start : end]
+            start = self._run_start + len(run) - len(run.lstrip())
+            text_end = start + len(run.strip())
+            self.runs += [
+                (begin, stop, is_text)
+                for begin, stop, is_text in (
+                    (self._run_start, start, False),
+                    (start, text_end, True),
+                    (text_end, end, False),
+                )
+                if begin < stop
+            ]
+        self._run_start = None
+
+    def _top_level_node(self, inline: bool) -> None:
+        if not inline:
+            self._end_run(self._offset())
+        elif self._run_start is None:
+            self._run_start = self._offset()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self._depth == 0:
+            self._top_level_node(tag not in _BLOCK_ELEMENTS)
+        if tag not in _VOID_ELEMENTS:
+            self._depth += 1
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self._depth == 0:
+            self._top_level_node(tag not in _BLOCK_ELEMENTS)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag not in _VOID_ELEMENTS:
+            self._depth = max(0, self._depth - 1)
+
+    def handle_data(self, data: str) -> None:
+        if self._depth == 0:
+            self._top_level_node(inline=True)
