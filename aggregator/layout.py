@@ -49,10 +49,6 @@ def archive_path(category: str, published: datetime, slug: str) -> str:
     return f"{category}/{published:%Y/%m/%d}/{slug}.html"
 
 
-def jekyll_post_path(published: datetime, slug: str) -> str:
-    return f"_posts/{published:%Y-%m-%d}-{slug}.md"
-
-
 def post_path_for(archive: str) -> str:
     """The Jekyll post of an archive page: `_posts/YYYY-MM-DD-<slug>.md`, fixed with the archive path.
 
@@ -92,8 +88,34 @@ def protocol_relative_url(base_url: str, path: str) -> str:
     return "//" + absolute_url(base_url, path).split("//", 1)[1]
 
 
-def index_page_path(folder: str, number: int) -> str:
-    return f"{folder}index.html" if number == 1 else f"{folder}page/{number}/index.html"
+def index_page_path(folder: str, number: int | None) -> str:
+    """The front index page (None) or numbered page `number` of a listing folder."""
+    return f"{folder}index.html" if number is None else f"{folder}page/{number}/index.html"
+
+
+def numbered_pages(total: int, per_page: int) -> int:
+    """How many numbered pages a listing of `total` items has besides its front page.
+
+    Numbered pages are counted from the oldest item and hold exactly
+    `per_page` items each, so a new item changes the front page and, once in
+    `per_page` items, adds one page: old pages never shift, which keeps an
+    incremental publish small and their URLs stable. The front page shows the
+    newest `per_page` items; the newest, partial group of items lives only there.
+    """
+    full, rest = divmod(total, per_page)
+    return full if rest else max(full - 1, 0)
+
+
+def page_window(total: int, per_page: int, number: int | None) -> slice:
+    """Which items of the newest-first list a page shows: the front page (None) or page `number`."""
+    if number is None:
+        return slice(0, per_page)
+    return slice(total - number * per_page, total - (number - 1) * per_page)
+
+
+def page_of(position: int, total: int, per_page: int) -> int:
+    """The numbered page holding the item at `position` of the newest-first list (may be the partial one)."""
+    return (total - 1 - position) // per_page + 1
 
 
 def link_path(path: str) -> str:
@@ -123,7 +145,7 @@ class Listing:
     def feed_path(self) -> str:
         return f"{self.folder}atom.xml"
 
-    def page_path(self, number: int) -> str:
+    def page_path(self, number: int | None) -> str:
         return index_page_path(self.folder, number)
 
     def full_title(self, site_title: str) -> str:

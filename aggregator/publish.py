@@ -19,10 +19,10 @@ from functools import partial
 from pathlib import Path
 
 from .config import Config
-from .layout import Listing
+from .layout import Listing, numbered_pages, page_of, page_window
 from .models import SiteConfig, StoredItem
 from .render.atom import render_atom
-from .render.pages import render_archive_page, render_index_pages, render_jekyll_post
+from .render.pages import render_archive_page, render_index_page, render_jekyll_post
 from .store import CATEGORY, TAG, Store
 
 log = logging.getLogger(__name__)
@@ -106,12 +106,33 @@ def _render_item(writer: _Writer, config: Config, item: StoredItem) -> None:
         writer.put(path, text)
 
 
-def _render_listing(writer: _Writer, config: Config, store: Store, listing: Listing) -> None:
-    items = store.listing_items(listing.kind, listing.key)
+def _render_listing(
+    writer: _Writer, config: Config, store: Store, listing: Listing, changed: set[int] | None
+) -> None:
+    """A listing's output feed, front page and the numbered pages that `changed` items touch (None: all).
+
+    Numbered pages are counted from the oldest item (layout.numbered_pages):
+    an item shifts only the pages from its own to the newest, so after the
+    usual new items only the front page and the newest numbered page change.
+    Only the items of the pages rendered are loaded.
+    """
+    site = config.site
+    ids = store.listing_ids(listing.kind, listing.key)
+    total, per_page = len(ids), max(1, site.items_per_page)
     if "html" in config.formats:
-        for path, html in render_index_pages(config.site, listing, items):
+        pages = numbered_pages(total, per_page)
+        first = 1
+        if changed is not None:
+            touched = [
+                page_of(position, total, per_page) for position, item in enumerate(ids) if item in changed
+            ]
+            # A new numbered page also changes the "newer" link of the one before it.
+            first = max(1, min([*touched, pages - 1]))
+        for number in [None, *range(first, pages + 1)]:
+            window = store.items_by_id(ids[page_window(total, per_page, number)])
+            path, html = render_index_page(site, listing, window, number=number, total=total)
             writer.put(path, html)
-    writer.put(listing.feed_path, render_atom(config.site, listing, items[: config.site.items_per_feed]))
+    writer.put(listing.feed_path, render_atom(site, listing, store.items_by_id(ids[: site.items_per_feed])))
 
 
 def _listings_of(site: SiteConfig, items: Iterable[StoredItem]) -> list[Listing]:
@@ -133,6 +154,7 @@ def publish(store: Store, config: Config, *, full: bool = False) -> PublishResul
         pending = store.pending()
         full = full or not (config.output_dir / Listing("home", "", "").feed_path).exists()
         failed: set[int] = set()
+        changed = None if full else {entry.item.id for entry in pending}
         if full:
             count = 0
             for item in store.iter_items():
@@ -155,7 +177,7 @@ def publish(store: Store, config: Config, *, full: bool = False) -> PublishResul
         for listing in listings:
             writer.render(
                 f"the {listing.kind} listing {listing.key!r}",
-                partial(_render_listing, writer, config, store, listing),
+                partial(_render_listing, writer, config, store, listing, changed),
             )
         store.mark_published(entry for entry in pending if entry.item.id not in failed)
     result = PublishResult(

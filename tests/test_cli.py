@@ -179,3 +179,39 @@ def test_daemon_polls_publishes_and_stops_cleanly_on_sigterm(tmp_path: Path, fee
     assert messages[-1] == "daemon stopped"
     assert (tmp_path / "site" / "atom.xml").exists()
     assert not any("traceback" in record for record in records)
+
+
+def test_incremental_publish_writes_only_what_a_new_item_touches(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    def articles(count: int) -> list[Article]:
+        return [
+            Article(
+                f"Story {n}", f"https://news.example.com/s/{n}", f"Mon, {n + 1:02d} Mar 2022 10:00:00 +0800"
+            )
+            for n in reversed(range(count))
+        ]
+
+    feed_server.serve("/wire.xml", rss2("Wire", "https://news.example.com/", articles(9)))
+    config = _config(tmp_path, feed_server)
+    config.write_text(config.read_text().replace("language: en}", "language: en, items_per_page: 2}"))
+    site = tmp_path / "site"
+    assert _run("-c", str(config), "poll", "wire").returncode == 0
+    pages_before = sorted(path.relative_to(site).as_posix() for path in site.rglob("page/*/index.html"))
+    assert pages_before == [
+        f"{folder}page/{n}/index.html" for folder in ("", "tags/wire/", "world/") for n in range(1, 5)
+    ]
+    before = {path: path.stat().st_mtime_ns for path in site.rglob("*") if path.is_file()}
+
+    feed_server.serve("/wire.xml", rss2("Wire", "https://news.example.com/", articles(10)))
+    assert _run("-c", str(config), "poll", "wire").returncode == 0
+
+    after = {path: path.stat().st_mtime_ns for path in site.rglob("*") if path.is_file()}
+    written = sorted(path.relative_to(site).as_posix() for path in after if before.get(path) != after[path])
+    assert written == sorted(
+        [
+            "world/2022/03/10/story-9.html",
+            "index.html", "atom.xml", "world/index.html", "world/atom.xml",
+            "tags/wire/index.html", "tags/wire/atom.xml",
+        ]
+    ), "the new page, and the front page and feed of each listing it is in; numbered pages stay"  # fmt: skip

@@ -10,7 +10,10 @@ from aggregator.layout import (
     Listing,
     absolute_url,
     archive_path,
-    jekyll_post_path,
+    numbered_pages,
+    page_of,
+    page_window,
+    post_path_for,
     protocol_relative_url,
     site_relative_url,
     slug_for,
@@ -43,7 +46,7 @@ def test_other_titles_give_a_stable_hash_of_the_url_key(title: str) -> None:
 def test_archive_path_uses_the_publishers_local_date() -> None:
     late_evening_utc = datetime(2022, 3, 13, 18, 30, tzinfo=UTC).astimezone(CST)
     assert archive_path("emnews", late_evening_utc, "abc") == "emnews/2022/03/14/abc.html"
-    assert jekyll_post_path(late_evening_utc, "abc") == "_posts/2022-03-14-abc.md"
+    assert post_path_for(archive_path("emnews", late_evening_utc, "abc")) == "_posts/2022-03-14-abc.md"
 
 
 @pytest.mark.parametrize(
@@ -84,5 +87,20 @@ def test_urls_are_percent_encoded_and_relative_forms_agree() -> None:
     )
     assert site_relative_url(base, "emnews/") == "/archive/emnews/"
     assert protocol_relative_url(base, "emnews/") == "//news.example.org/archive/emnews/"
-    assert Listing("home", "", "Site").page_path(1) == "index.html"
+    assert Listing("home", "", "Site").page_path(None) == "index.html"
     assert Listing("category", "emnews", "E").page_path(3) == "emnews/page/3/index.html"
+
+
+@pytest.mark.parametrize(
+    ("total", "pages"), [(0, 0), (1, 0), (4, 0), (5, 1), (8, 1), (9, 2), (10, 2), (12, 2), (13, 3)]
+)
+def test_numbered_pages_count_from_the_oldest_and_never_shift(total: int, pages: int) -> None:
+    per_page = 4
+    assert numbered_pages(total, per_page) == pages
+    items = list(reversed(range(total)))  # newest first: item n is the n-th oldest
+    for number in range(1, pages + 1):
+        window = items[page_window(total, per_page, number)]
+        assert sorted(window) == list(range((number - 1) * 4, number * 4))
+        assert all(page_of(position, total, per_page) == number for position in range(total)
+                   if items[position] // 4 + 1 == number)  # fmt: skip
+    assert items[page_window(total, per_page, None)] == items[:4]

@@ -4,7 +4,6 @@ with feedparser; pages parsed back; the Jekyll post rebuilt from the seed."""
 from __future__ import annotations
 
 import io
-import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import replace
@@ -498,22 +497,25 @@ def _nav(doc: lxml.html.HtmlElement) -> dict[str, str]:
     return {a.get("rel"): a.get("href") for a in doc.xpath('//nav[@class="pages"]/a')}
 
 
-def test_index_pages_paginate_newest_first() -> None:
-    items = _many_items(10)  # 2.5 pages of 4
+def test_index_pages_front_page_newest_then_fixed_pages_from_the_oldest() -> None:
+    items = _many_items(10)  # newest first; 2.5 pages of 4
     pages = render_index_pages(SITE, Listing("home", "", LABELS.home), items)
 
-    assert [path for path, _ in pages] == ["index.html", "page/2/index.html", "page/3/index.html"]
+    assert [path for path, _ in pages] == ["index.html", "page/1/index.html", "page/2/index.html"]
     docs = [_parse_page(page) for _, page in pages]
     titles = [_entry_titles(doc) for doc in docs]
-    assert [len(page_titles) for page_titles in titles] == [4, 4, 2]
-    assert list(itertools.chain.from_iterable(titles)) == [item.title for item in items]
-    assert titles[0][0] == "Item number 9"
+    assert titles[0] == [f"Item number {n}" for n in (9, 8, 7, 6)], "the front page: the newest four"
+    assert titles[1] == [f"Item number {n}" for n in (3, 2, 1, 0)], "page 1: the four oldest"
+    assert titles[2] == [f"Item number {n}" for n in (7, 6, 5, 4)], "page 2: the next four, never shifting"
 
     assert _nav(docs[0]) == {"next": "/page/2/"}
-    assert _nav(docs[1]) == {"prev": "/", "next": "/page/3/"}
-    assert _nav(docs[2]) == {"prev": "/page/2/"}
-    assert docs[1].findtext(".//title") == f"{SITE.title} · 第 2 页"
-    assert docs[1].xpath('//link[@rel="canonical"]/@href') == ["https://finews.withounder.com/page/2/"]
+    assert _nav(docs[2]) == {"prev": "/", "next": "/page/1/"}
+    assert _nav(docs[1]) == {"prev": "/page/2/"}
+    assert docs[2].findtext(".//title") == f"{SITE.title} · 第 2 页"
+    assert docs[2].xpath('//link[@rel="canonical"]/@href') == ["https://finews.withounder.com/page/2/"]
+
+    later = render_index_pages(SITE, Listing("home", "", LABELS.home), _many_items(11))
+    assert later[1] == pages[1] and later[2] == pages[2], "a new item leaves the numbered pages alone"
 
     first = docs[0]
     assert first.xpath('//a[text()="订阅"]/@href') == ["/atom.xml"]
@@ -549,7 +551,7 @@ def test_tag_index_pages_use_percent_encoded_folders() -> None:
     pages = render_index_pages(site, listing, [cjk_item(), cjk_item()])
     assert [path for path, _ in pages] == [
         f"tags/{SEED_TAG}/index.html",
-        f"tags/{SEED_TAG}/page/2/index.html",
+        f"tags/{SEED_TAG}/page/1/index.html",
     ]
     second = _parse_page(pages[1][1])
     assert _nav(second) == {"prev": SEED_TAG_PATH}

@@ -22,8 +22,10 @@ from markupsafe import Markup
 from aggregator.layout import (
     Listing,
     absolute_url,
-    jekyll_post_path,
     link_path,
+    numbered_pages,
+    page_window,
+    post_path_for,
     protocol_relative_url,
     site_relative_url,
 )
@@ -184,40 +186,63 @@ def render_archive_page(site: SiteConfig, item: StoredItem) -> str:
 def render_index_pages(
     site: SiteConfig, listing: Listing, items: Sequence[StoredItem]
 ) -> list[tuple[str, str]]:
-    """The index pages of a listing as (path, html), `items` newest first; at least one page."""
+    """Every index page of a listing as (path, html), from all its items newest first.
+
+    The front page first, then the numbered pages (see layout.numbered_pages);
+    always at least the front page.
+    """
     per_page = max(1, site.items_per_page)
-    chunks = [items[start : start + per_page] for start in range(0, len(items), per_page)] or [()]
-    feed = _feed(site, listing)
-    template = _environment().get_template("index.html")
-    pages = []
-    for number, chunk in enumerate(chunks, start=1):
-        title = listing.full_title(site.title)
-        if number > 1:
-            title = f"{title} · {site.labels.page.format(number=number)}"
-        html_text = template.render(
+    total = len(items)
+    numbers: list[int | None] = [None, *range(1, numbered_pages(total, per_page) + 1)]
+    return [
+        render_index_page(
+            site, listing, items[page_window(total, per_page, number)], number=number, total=total
+        )
+        for number in numbers
+    ]
+
+
+def render_index_page(
+    site: SiteConfig, listing: Listing, items: Sequence[StoredItem], *, number: int | None, total: int
+) -> tuple[str, str]:
+    """One index page: the front page (number None) or numbered page `number`, of a listing of `total` items.
+
+    `items` are exactly that page's items, newest first.
+    """
+    per_page = max(1, site.items_per_page)
+    pages = numbered_pages(total, per_page)
+    title = listing.full_title(site.title)
+    if number is not None:
+        title = f"{title} · {site.labels.page.format(number=number)}"
+    if number is None:
+        newer, older = None, (pages or None)
+    else:
+        newer, older = (number + 1 if number < pages else None), (number - 1 or None)
+    html_text = (
+        _environment()
+        .get_template("index.html")
+        .render(
             site=site,
             page_title=title,
             description=title,
             canonical_url=absolute_url(site.base_url, link_path(listing.page_path(number))),
-            feed=feed,
+            feed=_feed(site, listing),
             home_url=site_relative_url(site.base_url, ""),
             heading=site.title if listing.kind == "home" else listing.title,
             categories=[
                 _listing_link(site, Listing("category", category.slug, category.title))
                 for category in site.categories
             ]
-            if listing.kind == "home"
+            if listing.kind == "home" and number is None
             else [],
-            entries=[_entry(site, item) for item in chunk],
+            entries=[_entry(site, item) for item in items],
             empty_text=site.labels.empty,
-            page_label=site.labels.page.format(number=number),
-            newer=_page_link(site, listing, number - 1, site.labels.newer) if number > 1 else None,
-            older=(
-                _page_link(site, listing, number + 1, site.labels.older) if number < len(chunks) else None
-            ),
+            page_label=site.labels.page.format(number=number) if number is not None else "",
+            newer=_page_link(site, listing, newer, site.labels.newer) if number is not None else None,
+            older=_page_link(site, listing, older, site.labels.older) if older is not None else None,
         )
-        pages.append((listing.page_path(number), html_text))
-    return pages
+    )
+    return listing.page_path(number), html_text
 
 
 def _entry(site: SiteConfig, item: StoredItem) -> _Entry:
@@ -230,7 +255,7 @@ def _entry(site: SiteConfig, item: StoredItem) -> _Entry:
     )
 
 
-def _page_link(site: SiteConfig, listing: Listing, number: int, text: str) -> _Link:
+def _page_link(site: SiteConfig, listing: Listing, number: int | None, text: str) -> _Link:
     return _Link(site_relative_url(site.base_url, link_path(listing.page_path(number))), text)
 
 
@@ -262,7 +287,7 @@ def render_jekyll_post(site: SiteConfig, item: StoredItem) -> tuple[str, str]:
     )
     # The seed has no newline after the last line.
     text = "\n".join(front_matter) + "\n" + "\n\n".join(blocks)
-    return jekyll_post_path(item.published, item.slug), text
+    return post_path_for(item.archive_path), text
 
 
 def _yaml_tags(tags: Sequence[str]) -> str:
