@@ -5,7 +5,7 @@ ON CONFLICT DO NOTHING, so even two writers cannot create a duplicate item.
 Identity (slug, archive path, Atom id) is fixed when an item is first stored.
 Every change bumps `items.revision`; publish renders what has
 `revision != published_revision` and then marks it, so a crash between the
-two only means the same files are written again.
+two only means the same files are rendered and compared again.
 """
 
 from __future__ import annotations
@@ -710,10 +710,6 @@ class Store:
                     .values(published_revision=entry.revision)
                 )
 
-    def mark_all_published(self) -> None:
-        with self._begin() as conn:
-            conn.execute(update(items_table).values(published_revision=items_table.c.revision))
-
     def iter_items(self, batch_size: int = 500) -> Iterator[StoredItem]:
         """Every item, newest first, in batches so memory stays flat."""
         last: tuple[datetime, int] | None = None
@@ -731,14 +727,6 @@ class Store:
             if len(rows) < batch_size:
                 return
             last = (rows[-1].published_at, rows[-1].id)
-
-    def listing_items(self, kind: str, key: str, limit: int | None = None) -> list[StoredItem]:
-        """Items of home (kind "home"), a category or a tag, newest first."""
-        query = _in_listing(select(items_table), kind, key).order_by(*_NEWEST_FIRST)
-        if limit is not None:
-            query = query.limit(limit)
-        with self._begin() as conn:
-            return self._hydrate(conn, conn.execute(query).all())
 
     def listing_ids(self, kind: str, key: str) -> list[int]:
         """The ids of a listing's items, newest first: cheap enough to rank a whole archive."""
@@ -779,10 +767,6 @@ class Store:
                 )
             ).scalar_one_or_none()
         return timedelta(0) if oldest is None else now - oldest
-
-    def count_items(self) -> int:
-        with self._begin() as conn:
-            return int(conn.execute(select(func.count()).select_from(items_table)).scalar_one())
 
     def status(self) -> list[SourceStatus]:
         counts = (
