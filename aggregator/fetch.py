@@ -5,14 +5,20 @@ good enough to log as it is; no requests or urllib3 exception leaves this
 module. Nothing is logged here: the caller knows which source it was.
 
 Relies on urllib3 2.6 or later: HTTPResponse.shutdown (2.3) for the deadline
-and decompression bounded by the read size (2.6) for the size cap.
+and decompression bounded by the read size (2.6) for the size cap. The
+deadline also reaches into urllib3 through its documented extension points
+(PoolManager.pool_classes_by_scheme, HTTPConnectionPool.ConnectionCls) and
+HTTPConnection._new_conn, the hook urllib3's own connect() calls.
 """
 
 from __future__ import annotations
 
 import contextlib
+import socket
 import ssl
 import threading
+import time
+from collections.abc import Collection, Iterator
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any
@@ -20,6 +26,9 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from .errors import FetchError
 from .models import Fetched, FetchPolicy, SourceState
@@ -32,9 +41,13 @@ def make_session(policy: FetchPolicy) -> requests.Session:
 
     trust_env is off so that proxy variables, ~/.netrc credentials and CA
     bundles from the environment neither change where a request goes nor
-    send credentials to a source.
+    send credentials to a source. Its adapter lets `fetch` hold every
+    connection to its deadline, from the moment the socket is connected.
     """
     session = requests.Session()
+    adapter = _Adapter()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
     session.trust_env = False
     session.max_redirects = policy.max_redirects
     session.headers["User-Agent"] = policy.user_agent
@@ -46,20 +59,24 @@ def fetch(
 ) -> Fetched:
     """GET `url` once, following redirects; raise FetchError unless the answer is 2xx or 304.
 
-    A 304 comes back with an empty body. Any other answer must arrive whole
-    within `policy.deadline` seconds and be at most `policy.max_bytes` once
-    decompressed.
+    `session` must come from `make_session`. The whole exchange, every
+    redirect hop included, must end within `policy.deadline` seconds: from
+    connecting to the last byte of the body (a 304 comes back with an empty
+    body). The body may be at most `policy.max_bytes` once decompressed.
     """
-    with _Deadline(policy.deadline) as deadline:
+    watches = {adapter.watch for adapter in session.adapters.values() if isinstance(adapter, _Adapter)}
+    if not watches:
+        raise TypeError("fetch() needs a session made by make_session()")
+    with _Deadline(policy.deadline) as deadline, _attached(deadline, watches):
         try:
             response = session.get(
                 url,
                 headers=_validators(state),
-                timeout=(policy.connect_timeout, policy.read_timeout),
+                timeout=(min(policy.connect_timeout, policy.deadline), policy.read_timeout),
                 stream=True,
                 hooks={"response": _close_redirect},
             )
-            deadline.watch(response)
+            deadline.watch_response(response)
             return _receive(response, url, policy, deadline)
         except (OSError, urllib3.exceptions.HTTPError) as error:  # requests' errors are OSErrors
             if deadline.expired:
@@ -68,27 +85,39 @@ def fetch(
 
 
 class _Deadline:
-    """Cuts a response off when the whole exchange takes longer than allowed.
+    """Cuts an exchange off when it takes longer than allowed, whatever stage it is in.
 
     requests' read timeout bounds each socket read, so a server that trickles
-    a byte at a time never trips it. Checking the clock between reads is not
-    enough either: a single urllib3 read may wait for many socket reads (the
-    rest of a Content-Length, a whole chunk, its size line, a gzip header).
-    So a timer thread shuts the socket down at the deadline (urllib3's
-    HTTPResponse.shutdown), which makes any pending or later read end at once,
-    whatever the transfer encoding; the reader then sees `expired`.
+    a byte at a time (of the headers or of the body) never trips it. Checking
+    the clock between reads is not enough either: one read of the status line,
+    of a header or of a body chunk may wait for many socket reads. So a timer
+    thread shuts down, at the deadline, every socket the fetch has used: the
+    session's connections report each socket as soon as it is connected
+    (before the TLS handshake) and again whenever they send a request on it
+    (a kept-alive one), on every redirect hop. Any pending or later read or
+    write on it then ends at once; urllib3 turns that into an error or, for a
+    body delimited by the connection's end, into a short body, so the caller
+    asks `expired` before trusting what it got.
 
-    Before the response headers arrive there is no response to shut down:
-    only the connect and read timeouts bound each step of that phase, and
-    `watch` fails at once if it already took longer than the deadline.
+    The timer works on a duplicate of each socket's file descriptor: shutting
+    that down ends the connection underneath a TLS wrapper too, without
+    touching the wrapper's state from another thread, and closing it on exit
+    leaves a kept-alive connection open for the next fetch.
 
-    The deadline owns the response: on exit it stops its timer first and only
-    then closes the response, so it never touches a socket being closed.
+    Only two steps have no socket to shut down yet: the name lookup (bounded
+    by nothing but the resolver) and the TCP connect, which connections bound
+    by the time left (see _WatchedHTTPConnection).
+
+    The deadline owns the final response: on exit it stops its timer first and
+    only then closes the response and its duplicates, so it never touches a
+    socket being closed.
     """
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
-        self.expired = False
+        self._ends = time.monotonic() + seconds
+        self._fired = False
+        self._sockets: list[socket.socket] = []
         self._response: requests.Response | None = None
         self._lock = threading.Lock()
         self._timer = threading.Timer(seconds, self._expire)
@@ -96,6 +125,7 @@ class _Deadline:
         self._timer.daemon = True
 
     def __enter__(self) -> _Deadline:
+        self._ends = time.monotonic() + self.seconds
         self._timer.start()
         return self
 
@@ -107,11 +137,29 @@ class _Deadline:
     ) -> None:
         self._timer.cancel()
         self._timer.join()
+        for sock in self._sockets:
+            sock.close()
         if self._response is not None:
             self._response.close()
 
-    def watch(self, response: requests.Response) -> None:
-        """Shut `response` down when the deadline passes, and close it on exit."""
+    @property
+    def expired(self) -> bool:
+        """True once the deadline has passed (whether or not the timer has cut anything yet)."""
+        return self._fired or time.monotonic() >= self._ends
+
+    def remaining(self) -> float:
+        return max(self._ends - time.monotonic(), 0.0)
+
+    def watch_socket(self, sock: socket.socket) -> None:
+        """Shut the connection under `sock` down when the deadline passes (at once if it has)."""
+        duplicate = socket.fromfd(sock.fileno(), sock.family, sock.type, sock.proto)
+        with self._lock:
+            self._sockets.append(duplicate)
+            if self._fired:
+                _shutdown(duplicate)
+
+    def watch_response(self, response: requests.Response) -> None:
+        """Shut `response` down too when the deadline passes, and close it on exit."""
         with self._lock:
             self._response = response
         if self.expired:
@@ -122,12 +170,134 @@ class _Deadline:
 
     def _expire(self) -> None:
         with self._lock:
-            self.expired = True
+            self._fired = True
+            for sock in self._sockets:
+                _shutdown(sock)
             if self._response is not None:
                 # ValueError/RuntimeError/OSError: the body was already read or the
                 # socket already closed, so there is nothing left to cut off.
                 with contextlib.suppress(ValueError, RuntimeError, OSError):
                     self._response.raw.shutdown()
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # the peer or urllib3 already ended that connection
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Watch:
+    """Where a session's connections report their sockets: to the deadline of the fetch in progress.
+
+    fetch() attaches its deadline before sending and detaches it after, in the
+    thread that uses the session, which is also the thread its connections
+    report from; only the deadline itself is shared with its timer thread.
+    """
+
+    __slots__ = ("deadline",)
+
+    def __init__(self) -> None:
+        self.deadline: _Deadline | None = None
+
+    def socket(self, sock: socket.socket) -> None:
+        if self.deadline is not None:
+            self.deadline.watch_socket(sock)
+
+    def connect_timeout(self, timeout: float | None) -> float | None:
+        """`timeout`, or less if the deadline comes sooner."""
+        if self.deadline is None:
+            return timeout
+        remaining = self.deadline.remaining()
+        return remaining if timeout is None else min(timeout, remaining)
+
+
+@contextlib.contextmanager
+def _attached(deadline: _Deadline, watches: Collection[_Watch]) -> Iterator[None]:
+    for watch in watches:
+        watch.deadline = deadline
+    try:
+        yield
+    finally:
+        for watch in watches:
+            watch.deadline = None
+
+
+class _WatchedHTTPConnection(HTTPConnection):
+    """A connection that reports each socket it connects or sends a request on to its `_Watch`.
+
+    _new_conn is where urllib3's connect() (HTTPS: before the TLS handshake)
+    opens the TCP connection; the connect itself is bounded by the time left.
+    """
+
+    def __init__(self, *args: Any, watch: _Watch, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._watch = watch
+
+    def _new_conn(self) -> socket.socket:
+        timeout = self.timeout
+        self.timeout = self._watch.connect_timeout(timeout)
+        try:
+            sock = super()._new_conn()
+        finally:
+            self.timeout = timeout
+        self._watch.socket(sock)
+        return sock
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        if self.sock is not None:  # kept alive from an earlier request; a new one reports in _new_conn
+            self._watch.socket(self.sock)
+        super().request(*args, **kwargs)
+
+
+class _WatchedHTTPSConnection(_WatchedHTTPConnection, HTTPSConnection):
+    pass
+
+
+class _WatchedHTTPConnectionPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSConnectionPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class _WatchingPoolManager(urllib3.PoolManager):
+    """A PoolManager whose connections report to `watch`; TLS settings and pool keys as usual."""
+
+    def __init__(self, watch: _Watch, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.watch = watch
+        self.pool_classes_by_scheme = {
+            "http": _WatchedHTTPConnectionPool,
+            "https": _WatchedHTTPSConnectionPool,
+        }
+
+    def _new_pool(
+        self, scheme: str, host: str, port: int, request_context: dict[str, Any] | None = None
+    ) -> HTTPConnectionPool:
+        # The pool key is already made from request_context: adding to a copy changes no key.
+        context = dict(self.connection_pool_kw if request_context is None else request_context)
+        context["watch"] = self.watch  # pools pass unknown keywords on to their ConnectionCls
+        return super()._new_pool(scheme, host, port, context)
+
+
+class _Adapter(HTTPAdapter):
+    """requests' adapter with a pool manager whose connections report to `self.watch`.
+
+    Proxies stay unused: the session ignores the environment and sets none.
+    """
+
+    def __init__(self) -> None:
+        self.watch = _Watch()  # before super().__init__, which calls init_poolmanager
+        super().__init__()
+
+    def init_poolmanager(
+        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
+    ) -> None:
+        # What HTTPAdapter.init_poolmanager does, with another PoolManager.
+        self._pool_connections, self._pool_maxsize, self._pool_block = connections, maxsize, block
+        self.poolmanager = _WatchingPoolManager(
+            self.watch, num_pools=connections, maxsize=maxsize, block=block, **pool_kwargs
+        )
 
 
 def _validators(state: SourceState | None) -> dict[str, str]:

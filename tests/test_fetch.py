@@ -29,6 +29,7 @@ POLICY = FetchPolicy(
     max_bytes=1 * MiB,
     max_redirects=5,
 )
+DEADLINE = replace(POLICY, deadline=1.0, read_timeout=5.0)  # a deadline that trips before any timeout
 LAST_MODIFIED = "Mon, 14 Mar 2022 02:55:11 GMT"
 
 Serve = Callable[[Handle], LoopbackServer]
@@ -205,6 +206,103 @@ def test_trickling_server_is_cut_off_at_the_deadline(
     with pytest.raises(FetchError, match=r"^deadline of 1\.0s exceeded"):
         fetch(session, server.url(), policy)
     assert 1.0 <= time.monotonic() - started < 2.5
+
+
+def trickle_headers(request: BaseHTTPRequestHandler, head: bytes = b"HTTP/1.1 200 OK\r\n") -> None:
+    """Send `head` (a status line and maybe headers), then one more header line every 0.3 s, never the end."""
+    request.wfile.write(head)
+    count = 0
+    while pause(request, 0.3):
+        count += 1
+        request.wfile.write(b"X-Trickle-%d: x\r\n" % count)
+
+
+def assert_cut_at_the_deadline(session: requests.Session, url: str, policy: FetchPolicy = DEADLINE) -> None:
+    started = time.monotonic()
+    with pytest.raises(FetchError, match=r"^deadline of 1\.0s exceeded before the response was complete$"):
+        fetch(session, url, policy)
+    assert 1.0 <= time.monotonic() - started < 2.5
+
+
+@pytest.mark.parametrize("connection", ["new", "kept alive"])
+def test_trickling_headers_are_cut_off_at_the_deadline(
+    serve: Serve, session: requests.Session, connection: str
+) -> None:
+    """No read waits 0.3 s, so the 5 s read timeout never trips; on a kept-alive connection too."""
+    clients: list[tuple[str, int]] = []
+
+    def handle(request: BaseHTTPRequestHandler) -> None:
+        clients.append(request.client_address)
+        if request.path == "/warm-up":
+            respond(request, 200, b"<rss/>")
+        else:
+            trickle_headers(request)
+
+    server = serve(handle)
+    if connection == "kept alive":
+        fetch(session, server.url("/warm-up"), DEADLINE)
+
+    assert_cut_at_the_deadline(session, server.url("/feed"))
+    assert len(set(clients)) == 1
+
+
+def test_silent_server_is_cut_off_at_the_deadline(serve: Serve, session: requests.Session) -> None:
+    """The server takes the request and never answers; the read timeout is longer than the deadline."""
+    server = serve(lambda request: pause(request, 30) and None)
+
+    assert_cut_at_the_deadline(session, server.url("/feed"), replace(DEADLINE, read_timeout=10.0))
+
+
+@pytest.mark.parametrize("hop", ["redirect", "after redirect"])
+def test_trickling_headers_of_a_redirect_hop_are_cut_off(
+    serve: Serve, session: requests.Session, hop: str
+) -> None:
+    def handle(request: BaseHTTPRequestHandler) -> None:
+        if request.path == "/old" and hop == "redirect":
+            trickle_headers(request, b"HTTP/1.1 302 Found\r\nLocation: /feed\r\n")
+        elif request.path == "/old":
+            redirect(request, 302, "/feed")
+        elif hop == "redirect":
+            respond(request, 200, b"<rss/>")
+        else:
+            trickle_headers(request)
+
+    server = serve(handle)
+    assert_cut_at_the_deadline(session, server.url("/old"))
+    assert [seen.path for seen in server.seen] == (["/old"] if hop == "redirect" else ["/old", "/feed"])
+
+
+@pytest.fixture
+def unanswered() -> Iterator[socket.socket]:
+    """A listening socket that never accepts: the kernel completes TCP handshakes, nobody answers."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        yield listener
+
+
+def test_stalled_tls_handshake_is_cut_off_at_the_deadline(
+    session: requests.Session, unanswered: socket.socket
+) -> None:
+    port = unanswered.getsockname()[1]
+    policy = replace(DEADLINE, connect_timeout=10.0, read_timeout=10.0)
+
+    assert_cut_at_the_deadline(session, f"https://127.0.0.1:{port}/feed", policy)
+
+
+def test_connect_is_bounded_by_the_deadline(session: requests.Session, unanswered: socket.socket) -> None:
+    """With the listener's backlog full, Linux drops further SYNs and the connect itself hangs."""
+    port = unanswered.getsockname()[1]
+    unanswered.listen(0)
+    fillers = [socket.socket() for _ in range(3)]
+    try:
+        for filler in fillers:
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+        policy = replace(DEADLINE, connect_timeout=10.0, read_timeout=10.0)
+
+        assert_cut_at_the_deadline(session, f"http://127.0.0.1:{port}/feed", policy)
+    finally:
+        for filler in fillers:
+            filler.close()
 
 
 @pytest.mark.parametrize("stall", ["before headers", "after headers"])
