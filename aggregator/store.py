@@ -301,7 +301,6 @@ def _new_item_values(
 ) -> dict[str, Any]:
     """The row of an item seen for the first time: its identity is fixed here."""
     published = item.published or now.astimezone(ZoneInfo(source.timezone))
-    updated_at = item.updated or published
     slug = layout.slug_for(item.title, item.url_key)
     path = layout.archive_path(source.category, published, slug)
     return {
@@ -312,27 +311,26 @@ def _new_item_values(
         "post_path": layout.post_path_for(path),
         "category": source.category,
         "source_id": source_id,
-        "url": item.url,
-        "guid": item.guid,
-        "title": item.title,
-        "summary": item.summary,
-        "content": item.content,
-        "authors": json.dumps(item.authors, ensure_ascii=False),
         "published_at": published,
         "published_offset": _offset_minutes(published),
-        "updated_at": updated_at,
-        "updated_offset": _offset_minutes(updated_at),
         "first_seen_at": now,
-        "content_hash": content_hash,
         "revision": 1,
         "published_revision": 0,
+        **_content_values(item, content_hash, item.updated or published),
     }
 
 
 def _changed_values(source: SourceConfig, item: Item, content_hash: str, now: datetime) -> dict[str, Any]:
     """The columns a source's new version of an item replaces; identity stays."""
-    updated_at = item.updated or now.astimezone(ZoneInfo(source.timezone))
-    values: dict[str, Any] = {
+    values = _content_values(item, content_hash, item.updated or now.astimezone(ZoneInfo(source.timezone)))
+    if item.published is not None:
+        values |= {"published_at": item.published, "published_offset": _offset_minutes(item.published)}
+    return values
+
+
+def _content_values(item: Item, content_hash: str, updated_at: datetime) -> dict[str, Any]:
+    """What the publisher says about an item, as columns."""
+    return {
         "url": item.url,
         "guid": item.guid,
         "title": item.title,
@@ -343,10 +341,6 @@ def _changed_values(source: SourceConfig, item: Item, content_hash: str, now: da
         "updated_at": updated_at,
         "updated_offset": _offset_minutes(updated_at),
     }
-    if item.published is not None:
-        values["published_at"] = item.published
-        values["published_offset"] = _offset_minutes(item.published)
-    return values
 
 
 def _missing_labels(

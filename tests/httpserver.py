@@ -79,6 +79,13 @@ class LoopbackServer:
         self.close()
 
 
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (for "connection refused" and for servers to come)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def respond(
     request: BaseHTTPRequestHandler, status: int, body: bytes = b"", headers: Mapping[str, str] | None = None
 ) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,18 +13,13 @@ from pathlib import Path
 import requests
 
 from tests.feedserver import FeedServer
+from tests.httpserver import free_port
 from tests.sample_feeds import Article, rss2
 
 ARTICLES = [
     Article("First story", "https://news.example.com/1", "Mon, 14 Mar 2022 10:55:11 +0800", "One."),
     Article("Second story", "https://news.example.com/2", "Mon, 14 Mar 2022 11:55:11 +0800", "Two."),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _config(tmp_path: Path, server: FeedServer, interval: str = "30m") -> Path:
@@ -131,7 +125,7 @@ def test_daemon_polls_publishes_and_stops_cleanly_on_sigterm(tmp_path: Path, fee
     feed_server.serve("/wire.xml", rss2("Wire", "https://news.example.com/", ARTICLES))
     config = _config(tmp_path, feed_server, interval="2s")
     environment = {k: v for k, v in os.environ.items() if not k.startswith("AGGREGATOR_")}
-    port = _free_port()
+    port = free_port()
     daemon = subprocess.Popen(
         [
             sys.executable,

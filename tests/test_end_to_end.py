@@ -8,7 +8,6 @@ Atom feeds (schema-validated and parsed again with feedparser).
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import pytest
 from lxml import etree
 
 from tests.feedserver import FeedServer
+from tests.httpserver import free_port
 from tests.sample_feeds import Article, atom, rss1, rss2
 
 BASE_URL = "https://news.example.org/"
@@ -98,12 +98,6 @@ class Site:
         return self.output / unquote(urlsplit(url).path.lstrip("/"))
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _write_config(tmp_path: Path, server: FeedServer, extra_sources: str = "") -> Path:
     config = tmp_path / "config.yaml"
     config.write_text(
@@ -156,7 +150,7 @@ def site(tmp_path: Path, feed_server: FeedServer, database_url: str) -> Site:
     feed_server.serve("/garbage.xml", "<html><body>Not a feed at all", content_type="text/html")
     feed_server.serve("/slow.xml", rss2("Slow", "https://slow.example/", WIRE), delay=3.0)
     broken = (
-        f'  - {{name: down, url: "http://127.0.0.1:{_closed_port()}/feed.xml", category: world}}\n'
+        f'  - {{name: down, url: "http://127.0.0.1:{free_port()}/feed.xml", category: world}}\n'
         f'  - {{name: garbage, url: "{feed_server.url("/garbage.xml")}", category: world}}\n'
         f'  - {{name: slow, url: "{feed_server.url("/slow.xml")}", category: world, timeout: 1s}}\n'
     )
