@@ -15,7 +15,7 @@ import pytest
 
 from aggregator.errors import ParseError
 from aggregator.models import Item, ParsedFeed
-from aggregator.parse import parse_feed
+from aggregator.parse import _parse_with_feedparser, _parse_with_lxml, _read_with_lxml, parse_feed
 from aggregator.urls import item_key
 
 DATA = Path(__file__).resolve().parent / "data" / "parse"
@@ -597,22 +597,48 @@ QUADRATIC_USE = '<rss version="2.0"><channel><title>t</title><item><title>q</tit
 )
 
 
+def read_with(path: str, body: bytes) -> ParsedFeed:
+    """parse() through one reader: "feedparser", or "lxml" (which must defer or agree)."""
+    kwargs: dict[str, Any] = {
+        "url": "https://example.com/feed.xml", "source": SOURCE, "timezone": "UTC", "keep_source_tags": True
+    }  # fmt: skip
+    if path == "feedparser":
+        return _parse_with_feedparser(body, {}, **kwargs)
+    fast = _parse_with_lxml(body, {}, **kwargs)
+    return fast if fast is not None else parse_feed(body, {}, **kwargs)
+
+
+def assert_lxml_refuses_raw(body: bytes) -> None:
+    """Even without our DOCTYPE stripping in front, lxml's settings expand and read nothing."""
+    started = time.perf_counter()
+    assert _read_with_lxml(body) is None
+    assert time.perf_counter() - started < 0.5
+
+
+READERS = ["feedparser", "lxml"]
+
+
+@pytest.mark.parametrize("reader", READERS)
 @pytest.mark.parametrize("layout", ["one-line", "one-declaration-per-line"])
-def test_billion_laughs_is_not_expanded(layout: str) -> None:
+def test_billion_laughs_is_not_expanded(layout: str, reader: str) -> None:
     doctype = BILLION_LAUGHS if layout == "one-line" else BILLION_LAUGHS.replace(">", ">\n")
     body = (
         f'<?xml version="1.0"?>{doctype}<rss version="2.0"><channel><title>&lol9;</title>'
         "<item><title>x &lol9;</title><link>https://example.com/1</link></item></channel></rss>"
     ).encode()
+    assert_lxml_refuses_raw(body)
     started = time.perf_counter()
-    feed = parse(body)
+    feed = read_with(reader, body)
     assert time.perf_counter() - started < 0.5  # expat's own limit takes about a second
     assert [item.url for item in feed.items] == ["https://example.com/1"]
     assert not any("lollol" in text for text in texts(feed))
 
 
-def test_internal_entities_are_not_expanded() -> None:
-    feed = parse(f'<?xml version="1.0"?>{QUADRATIC}{QUADRATIC_USE}'.encode())
+@pytest.mark.parametrize("reader", READERS)
+def test_internal_entities_are_not_expanded(reader: str) -> None:
+    body = f'<?xml version="1.0"?>{QUADRATIC}{QUADRATIC_USE}'.encode()
+    assert_lxml_refuses_raw(body)
+    feed = read_with(reader, body)
     assert [item.title for item in feed.items] == ["q"]
     assert not any(EXPANDED in text for text in texts(feed))
 
@@ -653,14 +679,16 @@ def test_doctype_in_double_byte_encodings_with_ascii_trail_bytes(encoding: str, 
     assert not any(EXPANDED in found for found in texts(feed))
 
 
-def test_external_entities_are_not_read() -> None:
+@pytest.mark.parametrize("reader", READERS)
+def test_external_entities_are_not_read(reader: str) -> None:
     body = b"""<?xml version="1.0"?>
     <!DOCTYPE rss [<!ENTITY xxe SYSTEM "file:///etc/passwd"><!ENTITY % pe SYSTEM "file:///etc/passwd"> %pe;]>
     <rss version="2.0"><channel><title>&xxe;</title>
     <item><title>a &xxe;</title><description>&xxe;</description><link>https://example.com/x</link></item>
     </channel></rss>"""
+    assert_lxml_refuses_raw(body)
     started = time.perf_counter()
-    feed = parse(body)
+    feed = read_with(reader, body)
     assert time.perf_counter() - started < 0.5
     assert [item.url for item in feed.items] == ["https://example.com/x"]
     output = "\n".join(texts(feed))
@@ -741,3 +769,194 @@ def test_hostile_entries_are_cleaned_not_fatal() -> None:
 def test_odd_ttl_digits_are_ignored(ttl: str) -> None:
     body = f'<rss version="2.0"><channel><title>t</title><ttl>{ttl}</ttl></channel></rss>'.encode()
     assert parse(body).ttl is None
+
+
+# --- the lxml reader against feedparser -----------------------------------------
+#
+# parse_feed reads well-formed RSS/Atom with lxml and gives everything else to
+# feedparser. Wherever the lxml reader gives a result, it must be the one the
+# feedparser path gives for the same bytes.
+
+
+def both_paths(
+    body: bytes,
+    headers: dict[str, str] | None = None,
+    *,
+    url: str = "https://example.com/feed.xml",
+    timezone: str = "UTC",
+) -> tuple[ParsedFeed | None, ParsedFeed | ParseError]:
+    kwargs: dict[str, Any] = {"url": url, "source": SOURCE, "timezone": timezone, "keep_source_tags": True}
+    try:
+        fast = _parse_with_lxml(body, headers or {}, **kwargs)
+    except ParseError:
+        fast = None
+    try:
+        reference: ParsedFeed | ParseError = _parse_with_feedparser(body, headers or {}, **kwargs)
+    except ParseError as error:
+        reference = error
+    return fast, reference
+
+
+@pytest.mark.parametrize("path", corpus_params())
+def test_corpus_lxml_reader_matches_feedparser(path: Path) -> None:
+    relative = path.relative_to(CORPUS).as_posix()
+    body = path.read_bytes()
+    fast, reference = both_paths(
+        body, corpus_headers(relative, body), url=CORPUS_URL + relative, timezone="Europe/Berlin"
+    )
+    if fast is not None:
+        assert fast == reference
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason=f"feedparser corpus not found at {CORPUS}")
+def test_corpus_mostly_well_formed_feeds_take_the_lxml_path() -> None:
+    """Guards the fast path against silently deferring everything (701 of 2106 files when written)."""
+    paths = sorted(CORPUS.rglob("*.xml"))
+    fast = 0
+    for path in paths:
+        relative = path.relative_to(CORPUS).as_posix()
+        body = path.read_bytes()
+        try:
+            if _parse_with_lxml(
+                body, corpus_headers(relative, body), url=CORPUS_URL + relative, source=SOURCE,
+                timezone="UTC", keep_source_tags=True,
+            ) is not None:  # fmt: skip
+                fast += 1
+        except ParseError:
+            pass
+    assert fast >= 650, f"{fast} of {len(paths)} corpus files took the lxml path"
+
+
+@pytest.mark.parametrize(
+    ("name", "fast_path"),
+    [
+        ("rss20_cjk.xml", False),  # "email (Name)" authors: feedparser's own split
+        ("rss20_gbk.xml", True),
+        ("rss10_rdf.xml", True),
+        ("atom10_base.xml", False),  # xhtml text constructs
+        ("rss091.xml", False),  # HTML entities of the stripped Netscape DTD: ill-formed XML
+    ],
+)
+def test_fixtures_lxml_reader_matches_feedparser(name: str, fast_path: bool) -> None:
+    fast, reference = both_paths((DATA / name).read_bytes(), timezone="Asia/Shanghai")
+    assert (fast is not None) == fast_path
+    if fast is not None:
+        assert fast == reference
+
+
+def html_body(i: int) -> str:
+    return (
+        f'<p>第 {i} 段 with <a href="/rel/{i}.html">a link</a> &amp; <b>bold</b> 文字。</p>'
+        + "".join(f"<p>Sentence {j} about 经济 &amp; science in story {i}.</p>" for j in range(3))
+        + f'<img src="https://img.example.com/{i}.jpg" alt="pic">'
+    )
+
+
+def big_rss20(n: int = 400, *, encoding: str = "utf-8", declared: str = "utf-8") -> bytes:
+    items = "".join(
+        f"<item><title>Story {i} &amp; 更多 {'&lt;b&gt;bold&lt;/b&gt;' if i % 5 == 0 else ''}</title>"
+        f"<link>{f'/n/{i}.html' if i % 3 else f'https://news.example.com/{i}.html'}</link>"
+        f'<guid isPermaLink="{"false" if i % 2 else "true"}">https://news.example.com/g/{i}</guid>'
+        f"<pubDate>{'Wed, 01 May 2024 12:00:00 +0800' if i % 4 else '2024-05-01T12:00:00+08:00'}</pubDate>"
+        f"<dc:creator>作者 {i % 7}</dc:creator><category>world</category><category>标签{i % 13}</category>"
+        f"<description>&lt;p&gt;Summary of 报道 {i}.&lt;/p&gt;</description>"
+        + (f"<content:encoded><![CDATA[{html_body(i)}]]></content:encoded>" if i % 6 else "")
+        + "<comments>https://news.example.com/c</comments><slash:comments>3</slash:comments></item>"
+        for i in range(n)
+    )
+    document = (
+        f'<?xml version="1.0" encoding="{declared}"?>\n<rss version="2.0" '
+        'xmlns:content="http://purl.org/rss/1.0/modules/content/" '
+        'xmlns:dc="http://purl.org/dc/elements/1.1/" '
+        'xmlns:slash="http://purl.org/rss/1.0/modules/slash/" xmlns:atom="http://www.w3.org/2005/Atom">'
+        "<channel><title>大 RSS</title><link>https://news.example.com/</link>"
+        '<atom:link rel="self" href="https://news.example.com/rss"/><ttl>30</ttl>'
+        f"{items}</channel></rss>"
+    )
+    return document.encode(encoding)
+
+
+def big_atom(n: int = 400, *, xhtml: bool = False) -> bytes:
+    kinds = ["html", "text", "xhtml"] if xhtml else ["html", "text"]
+
+    def construct(tag: str, i: int, text: str) -> str:
+        kind = kinds[i % len(kinds)]
+        if kind == "xhtml":
+            return (
+                f'<{tag} type="xhtml"><div xmlns="http://www.w3.org/1999/xhtml"><p>{text}</p></div></{tag}>'
+            )
+        value = f"<p>{text}</p>" if kind == "html" else f"{text} <not a tag>"
+        return f'<{tag} type="{kind}">{value.replace("&", "&amp;").replace("<", "&lt;")}</{tag}>'
+
+    entries = "".join(
+        f"<entry><id>{f'tag:example.com,2024:{i}' if i % 2 else f'/posts/{i}'}</id>"
+        + construct("title", i, f"Entry {i} 条目 &amp; co")
+        + f'<link rel="alternate" href="/posts/{i}.html"/><link rel="enclosure" href="a{i}.mp3"/>'
+        f"<published>2024-05-01T12:{i % 60:02d}:00+08:00</published><updated>2024-05-02T08:00:00Z</updated>"
+        f"<author><name>Author {i % 5}</name><email>a{i % 5}@example.org</email></author>"
+        f'<category term="cat{i % 9}"/>'
+        + construct("summary", i + 1, f"Summary {i}")
+        + (construct("content", i + 2, html_body(i)) if i % 4 else "")
+        + "</entry>"
+        for i in range(n)
+    )
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n<feed xmlns="http://www.w3.org/2005/Atom" '
+        'xml:base="https://blog.example.org/base/"><title type="html">Big &amp;amp; Atom</title>'
+        '<link href="/"/><link rel="self" href="/atom.xml"/>'
+        f"<updated>2024-05-02T08:00:00Z</updated>{entries}</feed>"
+    ).encode()
+
+
+def big_rss10(n: int = 400) -> bytes:
+    items = "".join(
+        f'<item rdf:about="https://rdf.example.com/{i}"><title>RDF {i} 项目</title>'
+        f"<link>https://rdf.example.com/{i}.html</link>"
+        f"<description>Text {i} &lt;i&gt;x&lt;/i&gt;</description>"
+        f"<dc:date>2024-05-{1 + i % 28:02d}T10:00:00{'+09:00' if i % 2 else 'Z'}</dc:date>"
+        f"<dc:creator>Writer {i % 3}</dc:creator><dc:subject>topic{i % 4}</dc:subject></item>"
+        for i in range(n)
+    )
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n'
+        '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" '
+        'xmlns="http://purl.org/rss/1.0/" xmlns:dc="http://purl.org/dc/elements/1.1/" '
+        'xmlns:sy="http://purl.org/rss/1.0/modules/syndication/">'
+        '<channel rdf:about="https://rdf.example.com/"><title>RDF feed</title><link>https://rdf.example.com/</link>'
+        "<description>d</description><sy:updatePeriod>hourly</sy:updatePeriod>"
+        "<sy:updateFrequency>2</sy:updateFrequency><items><rdf:Seq>"
+        '<rdf:li resource="https://rdf.example.com/0"/></rdf:Seq></items></channel>'
+        f"{items}</rdf:RDF>"
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "fast_path"),
+    [
+        pytest.param(big_rss20(), {}, True, id="rss20-html-content-cjk"),
+        # 镕 and 堃 are GBK, not GB2312: bytes declared gb2312 are read as GBK.
+        pytest.param(
+            big_rss20(encoding="gbk", declared="gb2312").replace(
+                "作者".encode("gbk"), "朱镕堃".encode("gbk")
+            ),
+            {"content-type": "application/rss+xml; charset=gb2312"},
+            True,
+            id="rss20-gbk-declared-gb2312",
+        ),
+        pytest.param(big_atom(), {}, True, id="atom-html-text"),
+        pytest.param(big_atom(xhtml=True), {}, False, id="atom-html-text-xhtml"),
+        pytest.param(big_rss10(), {}, True, id="rss10-dc-date"),
+    ],
+)
+def test_generated_feeds_lxml_reader_matches_feedparser(
+    body: bytes, headers: dict[str, str], fast_path: bool
+) -> None:
+    fast, reference = both_paths(body, headers, timezone="Asia/Shanghai")
+    assert (fast is not None) == fast_path
+    assert isinstance(reference, ParsedFeed) and len(reference.items) == 400
+    if fast is not None:
+        assert fast == reference
+    assert parse_feed(
+        body, headers, url="https://example.com/feed.xml", source=SOURCE, timezone="Asia/Shanghai",
+        keep_source_tags=True,
+    ) == reference  # fmt: skip
