@@ -28,6 +28,9 @@ def short_hash(text: str, length: int = 10) -> str:
 
 
 def _is_latin(title: str) -> bool:
+    """Every letter is a Latin one (ASCII or accented): such a title makes a readable slug."""
+    if title.isascii():  # the common case, without a Unicode name lookup per letter
+        return any(ch.isalpha() for ch in title)
     letters = [ch for ch in title if ch.isalpha()]
     return bool(letters) and all(unicodedata.name(ch, "").startswith("LATIN") for ch in letters)
 
