@@ -364,12 +364,15 @@ def _resolved(el: Any, uri: str) -> str:
     return str(_urljoin(_base(el), uri))
 
 
+_ENTITY_LIKE = re.compile(r"&(?:#[0-9]+|#x[0-9a-f]+|[a-z][a-z0-9]*);", re.IGNORECASE)
+
+
 def _attribute(el: Any, name: str) -> str | None:
     """An attribute feedparser-style: any case of its name."""
     for key, value in el.attrib.items():
         if key.lower() == name:
-            if "&" in value:
-                raise _Defer  # feedparser's readers differ on entities in attributes
+            if _ENTITY_LIKE.search(value):
+                raise _Defer  # an entity left after parsing ("&amp;amp;"): feedparser decodes it again
             return str(value)
     return None
 

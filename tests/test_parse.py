@@ -960,3 +960,21 @@ def test_generated_feeds_lxml_reader_matches_feedparser(
         body, headers, url="https://example.com/feed.xml", source=SOURCE, timezone="Asia/Shanghai",
         keep_source_tags=True,
     ) == reference  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        big_atom(50).replace(b'.html"/>', b'.html?utm_source=feed&amp;utm_medium=atom"/>'),
+        big_rss10(50).replace(b".html</link>", b".html?utm_source=feed&amp;utm_medium=rdf</link>"),
+        big_rss20(50).replace(b"</link>", b"?a=1&amp;b=2</link>"),
+    ],
+    ids=["atom-href", "rdf-about", "rss-link"],
+)
+def test_tracking_parameters_in_links_stay_on_the_fast_path(body: bytes) -> None:
+    """Query strings with '&' are in most real feeds: the fast reader must handle them, and agree."""
+    assert body.count(b"&amp;") >= 50
+    fast, reference = both_paths(body)
+    assert fast is not None, "fell back to feedparser"
+    assert fast == reference
+    assert any("&" in (item.url or "") for item in fast.items)
