@@ -54,7 +54,6 @@ class HostLimits:
     """At most `per_host` requests in flight to any one host, across the pool's threads."""
 
     def __init__(self, per_host: int) -> None:
-        self._per_host = per_host
         self._lock = threading.Lock()
         self._semaphores: dict[str, threading.Semaphore] = defaultdict(lambda: threading.Semaphore(per_host))
 
