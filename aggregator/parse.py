@@ -567,14 +567,19 @@ def _atom_text(el: Any) -> tuple[str, str]:
     return _repaired(_leaf(el, attributes=("type",))), kind
 
 
+def _atom_name(el: Any) -> str:
+    """The local name of an Atom element; anything else (comments, foreign elements) defers."""
+    tag = el.tag
+    if not isinstance(tag, str) or not tag.startswith(f"{{{_ATOM}}}"):
+        raise _Defer
+    return tag[len(_ATOM) + 2 :]
+
+
 def _lxml_atom(root: Any) -> _RawFeed:
     feed = _RawFeed()
     seen: set[str] = set()
     for el in root:
-        tag = el.tag
-        if not isinstance(tag, str) or not tag.startswith(f"{{{_ATOM}}}"):
-            raise _Defer
-        name = tag[len(_ATOM) + 2 :]
+        name = _atom_name(el)
         if name == "entry":
             feed.entries.append(_lxml_atom_entry(el))
         elif name == "title":
@@ -617,10 +622,7 @@ def _lxml_atom_entry(el: Any) -> _RawEntry:
     seen: set[str] = set()
     link: str | None = None
     for child in el:
-        tag = child.tag
-        if not isinstance(tag, str) or not tag.startswith(f"{{{_ATOM}}}"):
-            raise _Defer
-        name = tag[len(_ATOM) + 2 :]
+        name = _atom_name(child)
         if name == "id":
             _once(seen, "id")
             value = _leaf(child)
@@ -649,7 +651,7 @@ def _lxml_atom_entry(el: Any) -> _RawEntry:
         elif name == "updated":
             _once(seen, "updated")
             entry.updated = _date_text(child)
-        elif tag == f"{{{_ATOM}}}author":
+        elif name == "author":
             entry.authors.append(_person(child))
         elif name == "contributor":
             _person(child)
