@@ -24,8 +24,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
 from sqlalchemy import (
     Column,
     DateTime,
@@ -43,6 +41,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     select,
     text,
     update,
@@ -56,6 +55,7 @@ from .errors import StoreError
 from .models import Item, ParsedFeed, SourceConfig, SourceRef, SourceState, SourceStatus, StoredItem
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+SCHEMA_HEAD = "0001"  # the newest migration's revision; a test checks it against Alembic's head
 T = TypeVar("T")
 _MIGRATION_LOCK_ID = 7_402_314_159  # pg_advisory_xact_lock key: one migrator at a time
 _PUBLISH_LOCK_ID = 7_402_314_160  # pg_advisory_lock key: one publisher at a time
@@ -185,6 +185,28 @@ class PendingItem:
     revision: int
 
 
+_STATE_COLUMNS = tuple(
+    sources_table.c[name]
+    for name in ("name", "url", "etag", "last_modified", "body_hash", "next_check_at", "error_count",
+                 "last_error", "disabled_reason", "moved_to", "moved_count")
+)  # fmt: skip
+
+
+def _state_of(row: Any) -> SourceState:
+    return SourceState(
+        url=row.url,
+        etag=row.etag,
+        last_modified=row.last_modified,
+        body_hash=row.body_hash,
+        next_check_at=row.next_check_at,
+        error_count=row.error_count,
+        last_error=row.last_error,
+        disabled_reason=row.disabled_reason,
+        moved_to=row.moved_to,
+        moved_count=row.moved_count,
+    )
+
+
 def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -217,10 +239,19 @@ def display_url(url: str) -> str:
 
 
 def upgrade_schema(engine: Engine) -> None:
-    """Apply Alembic migrations up to head; safe when several workers start at once."""
-    config = AlembicConfig()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    """Apply Alembic migrations up to head; safe when several workers start at once.
+
+    A database already at SCHEMA_HEAD is recognised with one query, without
+    importing Alembic (a third of a one-shot command's start-up otherwise).
+    """
     try:
+        if _schema_revision(engine) == SCHEMA_HEAD:
+            return
+        from alembic import command
+        from alembic.config import Config as AlembicConfig
+
+        config = AlembicConfig()
+        config.set_main_option("script_location", str(MIGRATIONS))
         with _sqlite_file_lock(engine, ".migrate.lock"), engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_ID})
@@ -230,6 +261,14 @@ def upgrade_schema(engine: Engine) -> None:
         raise StoreError(
             f"cannot open database {display_url(str(engine.url))}: {_first_line(error)}"
         ) from None
+
+
+def _schema_revision(engine: Engine) -> str | None:
+    """The revision Alembic recorded, or None for a database it has not touched."""
+    with engine.connect() as connection:
+        if not inspect(connection).has_table("alembic_version"):
+            return None
+        return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
 @contextmanager
@@ -447,7 +486,7 @@ class Store:
         lease: timedelta,
         due_only: bool = True,
         limit: int | None = None,
-    ) -> list[str]:
+    ) -> dict[str, SourceState]:
         """Lease sources to this worker so that no other worker polls them meanwhile.
 
         One UPDATE ... RETURNING over a sub-select (FOR UPDATE SKIP LOCKED on
@@ -455,7 +494,8 @@ class Store:
         exactly one worker. A worker that dies keeps its lease until it
         expires, then the source is due again for everyone. Disabled sources
         are never claimed; `due_only=False` (a forced poll) ignores the schedule
-        but still respects other workers' leases.
+        but still respects other workers' leases. Returns each claimed source's
+        state, in the order of `names`.
         """
         table = sources_table
         candidates = select(table.c.id).where(
@@ -477,28 +517,60 @@ class Store:
                 update(table)
                 .where(table.c.id.in_(candidates.scalar_subquery()))
                 .values(lease_owner=owner, lease_until=now + lease)
-                .returning(table.c.name)
-            ).scalars()
-            got = set(claimed)
-        return [name for name in names if name in got]
+                .returning(*_STATE_COLUMNS)
+            )
+            got = {row.name: _state_of(row) for row in claimed}
+        return {name: got[name] for name in names if name in got}
 
     def source_state(self, name: str) -> SourceState:
         with self._begin() as conn:
-            row = conn.execute(select(sources_table).where(sources_table.c.name == name)).one_or_none()
-        if row is None:
-            return SourceState()
-        return SourceState(
-            url=row.url,
-            etag=row.etag,
-            last_modified=row.last_modified,
-            body_hash=row.body_hash,
-            next_check_at=row.next_check_at,
-            error_count=row.error_count,
-            last_error=row.last_error,
-            disabled_reason=row.disabled_reason,
-            moved_to=row.moved_to,
-            moved_count=row.moved_count,
-        )
+            row = conn.execute(select(*_STATE_COLUMNS).where(sources_table.c.name == name)).one_or_none()
+        return SourceState() if row is None else _state_of(row)
+
+    def record_unchanged(self, polls: Sequence[tuple[str, PollRecord]]) -> None:
+        """Record polls that brought nothing new (304, or the same body), in one transaction.
+
+        Most polls of a large source list are like this; a statement each is
+        what `record_poll` would cost. Each lease ends with it.
+        """
+        if not polls:
+            return
+        table = sources_table
+        with self._begin() as conn:
+            conn.execute(
+                update(table)
+                .where(table.c.name == bindparam("source_name"))
+                .values(
+                    url=bindparam("poll_url"),
+                    last_polled_at=bindparam("polled_at"),
+                    last_status=bindparam("status"),
+                    next_check_at=bindparam("next_check_at"),
+                    moved_to=bindparam("moved_to"),
+                    moved_count=bindparam("moved_count"),
+                    etag=bindparam("poll_etag"),
+                    last_modified=bindparam("poll_last_modified"),
+                    body_hash=bindparam("poll_body_hash"),
+                    last_error=None,
+                    error_count=0,
+                    lease_owner=None,
+                    lease_until=None,
+                ),
+                [
+                    {
+                        "source_name": name,
+                        "poll_url": poll.url,
+                        "polled_at": poll.polled_at,
+                        "status": poll.status,
+                        "next_check_at": poll.next_check_at,
+                        "moved_to": poll.moved_to,
+                        "moved_count": poll.moved_count,
+                        "poll_etag": poll.etag,
+                        "poll_last_modified": poll.last_modified,
+                        "poll_body_hash": poll.body_hash,
+                    }
+                    for name, poll in polls
+                ],
+            )
 
     def record_poll(
         self, source: SourceConfig, poll: PollRecord, feed: ParsedFeed | None = None

@@ -185,11 +185,11 @@ def _fail(
 
 def test_schedule_errors_and_status(store: Store) -> None:
     claim = {"owner": "test", "lease": timedelta(minutes=5)}
-    assert store.claim(["wire", "mirror"], NOW, **claim) == ["wire", "mirror"]
+    assert list(store.claim(["wire", "mirror"], NOW, **claim)) == ["wire", "mirror"]
     _save(store, WIRE, _item("One", "https://news.example.com/1"))
     _fail(store, MIRROR, NOW, NOW + timedelta(hours=2))
     _fail(store, MIRROR, NOW, NOW + timedelta(hours=4))
-    assert store.claim(["wire", "mirror"], NOW + timedelta(minutes=31), **claim) == ["wire"]
+    assert list(store.claim(["wire", "mirror"], NOW + timedelta(minutes=31), **claim)) == ["wire"]
     rows = {row.name: row for row in store.status()}
     assert rows["wire"].items == 1 and rows["wire"].last_status == 200 and rows["wire"].error_count == 0
     assert rows["mirror"].error_count == 2 and rows["mirror"].last_error == "HTTP 503"
@@ -201,13 +201,13 @@ def test_schedule_errors_and_status(store: Store) -> None:
 
 def test_a_claimed_source_is_nobody_elses_until_recorded_or_expired(store: Store) -> None:
     lease = timedelta(minutes=5)
-    assert store.claim(["wire", "mirror"], NOW, owner="a", lease=lease, limit=1) == ["wire"]
-    assert store.claim(["wire", "mirror"], NOW, owner="b", lease=lease) == ["mirror"]
-    assert store.claim(["wire", "mirror"], NOW, owner="c", lease=lease, due_only=False) == []
+    assert list(store.claim(["wire", "mirror"], NOW, owner="a", lease=lease, limit=1)) == ["wire"]
+    assert list(store.claim(["wire", "mirror"], NOW, owner="b", lease=lease)) == ["mirror"]
+    assert list(store.claim(["wire", "mirror"], NOW, owner="c", lease=lease, due_only=False)) == []
     _save(store, WIRE, _item("One", "https://news.example.com/1"))  # recording ends the lease
-    assert store.claim(["wire"], NOW, owner="c", lease=lease, due_only=False) == ["wire"]
+    assert list(store.claim(["wire"], NOW, owner="c", lease=lease, due_only=False)) == ["wire"]
     later = NOW + lease + timedelta(seconds=1)  # b died without recording: its lease expires
-    assert store.claim(["wire", "mirror"], later, owner="c", lease=lease) == ["mirror"]
+    assert list(store.claim(["wire", "mirror"], later, owner="c", lease=lease)) == ["mirror"]
 
 
 def test_410_disables_until_enabled_or_reconfigured(store: Store) -> None:
@@ -216,10 +216,10 @@ def test_410_disables_until_enabled_or_reconfigured(store: Store) -> None:
         disabled_reason="410 Gone since 2022-03-14 03:00 UTC",
     )  # fmt: skip
     store.record_poll(WIRE, record)
-    assert store.claim(["wire"], NOW + timedelta(days=1), owner="a", lease=timedelta(minutes=1)) == []
+    assert list(store.claim(["wire"], NOW + timedelta(days=1), owner="a", lease=timedelta(minutes=1))) == []
     assert store.status()[1].disabled_reason == "410 Gone since 2022-03-14 03:00 UTC"
     assert store.enable("wire") and not store.enable("nope")
-    assert store.claim(["wire"], NOW, owner="a", lease=timedelta(minutes=1)) == ["wire"]
+    assert list(store.claim(["wire"], NOW, owner="a", lease=timedelta(minutes=1))) == ["wire"]
     store.record_poll(WIRE, record)
     store.sync_sources([replace(WIRE, url="http://127.0.0.1:9/new.xml"), MIRROR])
     assert store.source_state("wire").disabled_reason is None
@@ -277,3 +277,40 @@ def test_two_sources_with_different_versions_do_not_overwrite_each_other(store: 
     corrected = replace(full, content="<p>full article, corrected</p>")
     assert _save(store, WIRE, corrected) == (0, 1)
     assert _listing(store, "home", "")[0].content == "<p>full article, corrected</p>"
+
+
+def test_schema_head_is_alembics_head_and_a_fresh_database_reaches_it(database_url: str) -> None:
+    """Start-up skips Alembic at SCHEMA_HEAD: that constant must name the newest migration."""
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import text
+
+    from aggregator.store import MIGRATIONS, SCHEMA_HEAD
+
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_HEAD
+    store = Store.open(database_url)
+    try:
+        with store.engine.connect() as connection:
+            assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == SCHEMA_HEAD
+    finally:
+        store.close()
+
+
+def test_unchanged_polls_recorded_together_end_their_leases_and_keep_validators(store: Store) -> None:
+    lease = timedelta(minutes=5)
+    assert list(store.claim(["wire", "mirror"], NOW, owner="a", lease=lease)) == ["wire", "mirror"]
+    later = NOW + timedelta(minutes=30)
+    store.record_unchanged(
+        [
+            (name, PollRecord(NOW, 304, None, later, url=f"https://{name}.example/feed", etag=f'"{name}"'))
+            for name in ("wire", "mirror")
+        ]
+    )
+    assert store.source_state("wire").etag == '"wire"'
+    assert store.source_state("mirror").next_check_at == later
+    # the leases ended with the record: a forced poll by another worker gets both before they expire
+    soon = NOW + timedelta(minutes=1)
+    forced = store.claim(["wire", "mirror"], soon, owner="b", lease=lease, due_only=False)
+    assert list(forced) == ["wire", "mirror"]
