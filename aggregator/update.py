@@ -27,10 +27,10 @@ from urllib.parse import urlsplit
 
 from . import schedule
 from .errors import FetchError, ParseError, StoreError
-from .fetch import fetch, make_session
+from .fetch import SessionPool, fetch
 from .models import Fetched, ParsedFeed, SourceConfig, SourceState, UpdateResult
 from .parse import parse_feed
-from .store import PollRecord, Store
+from .store import PollRecord, SaveResult, Store
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +81,14 @@ def body_hash(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-def _fetch_and_parse(source: SourceConfig, state: SourceState, limits: HostLimits) -> _Outcome:
+def _fetch_and_parse(
+    source: SourceConfig, state: SourceState, limits: HostLimits, sessions: SessionPool
+) -> _Outcome:
     started = time.monotonic()
     url = state.url or source.url
-    with limits.slot(url), make_session(source.fetch) as session:
+    with limits.slot(url):
         try:
-            fetched = fetch(session, url, source.fetch, state)
+            fetched = fetch(sessions.get(source.fetch), url, source.fetch, state)
         except FetchError as error:
             return _Outcome(error=error, started=started)
     if fetched.not_modified or (state.body_hash is not None and body_hash(fetched.body) == state.body_hash):
@@ -191,6 +193,38 @@ def _store_outcome(
         return _record_failure(
             store, source, state, f"internal error: {type(bug).__name__}: {bug}", now, rng, duration
         )
+    return _reported(source, state, record, outcome, error, duration, saved)
+
+
+def _store_unchanged(
+    store: Store,
+    polled: Sequence[tuple[SourceConfig, SourceState, _Outcome, datetime]],
+    rng: random.Random,
+) -> list[UpdateResult]:
+    """Store polls that brought nothing new together; should that fail, each on its own."""
+    records = [poll_record(source, state, outcome, now, rng)[0] for source, state, outcome, now in polled]
+    try:
+        store.record_unchanged([(one[0].name, record) for one, record in zip(polled, records, strict=True)])
+    except StoreError as error:
+        log.warning("cannot record %d unchanged sources together (%s); one by one", len(polled), error)
+        return [_store_outcome(store, *polled_one, rng) for polled_one in polled]
+    nothing = SaveResult(new=0, updated=0, seen=0)
+    return [
+        _reported(source, state, record, outcome, None, time.monotonic() - outcome.started, nothing)
+        for (source, state, outcome, _now), record in zip(polled, records, strict=True)
+    ]
+
+
+def _reported(
+    source: SourceConfig,
+    state: SourceState,
+    record: PollRecord,
+    outcome: _Outcome,
+    error: str | None,
+    duration: float,
+    saved: SaveResult,
+) -> UpdateResult:
+    """The result of a stored poll, logged; an adopted move or a disabling is said once."""
     if record.url != (state.url or source.url):
         log.warning(
             "source=%s moved permanently to %s: adopted after %d polls", source.name, record.url, ADOPT_AFTER
@@ -294,25 +328,30 @@ def update_sources(
     by_name = {source.name: source for source in sources}
     remaining = list(by_name)
     limits = HostLimits(polling.per_host)
+    sessions = SessionPool()
     results: list[UpdateResult] = []
     with ThreadPoolExecutor(max_workers=max(1, polling.workers), thread_name_prefix="poll") as pool:
         while remaining and not (stop is not None and stop.is_set()):
-            batch = store.claim(
+            states = store.claim(
                 remaining, clock(), owner=polling.owner, lease=polling.lease, due_only=due_only,
                 limit=polling.workers * 2,
             )  # fmt: skip
-            if not batch:
+            if not states:
                 break
-            claimed = set(batch)
-            remaining = [name for name in remaining if name not in claimed]
-            states = {name: store.source_state(name) for name in batch}
+            remaining = [name for name in remaining if name not in states]
             futures = [
-                (by_name[name], pool.submit(_guarded, by_name[name], states[name], limits)) for name in batch
+                (by_name[name], state, pool.submit(_guarded, by_name[name], state, limits, sessions))
+                for name, state in states.items()
             ]
-            for source, future in futures:
-                results.append(
-                    _store_outcome(store, source, states[source.name], future.result(), clock(), polling.rng)
-                )
+            unchanged = []
+            for source, state, future in futures:
+                outcome = future.result()
+                if outcome.unchanged and outcome.error is None:
+                    unchanged.append((source, state, outcome, clock()))
+                else:
+                    results.append(_store_outcome(store, source, state, outcome, clock(), polling.rng))
+            results.extend(_store_unchanged(store, unchanged, polling.rng))
+    sessions.close()
     if not due_only and not (stop is not None and stop.is_set()):
         for name in remaining:  # asked for by name, yet not claimable: say why rather than nothing
             state = store.source_state(name)
@@ -321,10 +360,10 @@ def update_sources(
     return results
 
 
-def _guarded(source: SourceConfig, state: SourceState, limits: HostLimits) -> _Outcome:
+def _guarded(source: SourceConfig, state: SourceState, limits: HostLimits, sessions: SessionPool) -> _Outcome:
     """Run in a worker: never raises, so a bug in one source cannot hide another's result."""
     try:
-        return _fetch_and_parse(source, state, limits)
+        return _fetch_and_parse(source, state, limits, sessions)
     except Exception as error:  # a bug, not a bad source: keep the traceback
         log.exception("unexpected error while polling source=%s", source.name)
         return _Outcome(

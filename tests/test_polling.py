@@ -273,3 +273,29 @@ def test_user_agent_with_contact_url_is_sent(store: Store) -> None:
     with _serving(_redirecting({})) as server:
         _poll(store, _source("wire", server.url("/feed")))
     assert server.seen[0].headers["user-agent"] == "aggregator-test/1.0 (+https://example.org/contact)"
+
+
+def test_connections_are_kept_alive_across_sources_and_unchanged_polls_but_cookies_are_not_shared(
+    store: Store,
+) -> None:
+    """A publisher with many feeds sees few connections, even when every answer is a 304."""
+    connections: set[int] = set()
+    cookies: list[str | None] = []
+
+    def handle(request: BaseHTTPRequestHandler) -> None:
+        connections.add(request.client_address[1])
+        cookies.append(request.headers.get("Cookie"))
+        if request.headers.get("If-None-Match") == '"v1"':
+            respond(request, 304, b"", {"ETag": '"v1"'})
+        else:
+            respond(request, 200, FEED, RSS | {"ETag": '"v1"', "Set-Cookie": f"visitor={request.path}"})
+
+    with _serving(handle) as server:
+        sources = [_source(f"s{n}", server.url(f"/{n}")) for n in range(10)]
+        first = _poll(store, *sources, workers=2, per_host=2)
+        connections.clear()
+        second = _poll(store, *sources, workers=2, per_host=2)
+    assert all(result.ok for result in first) and len(first) == 10
+    assert [result.not_modified for result in second] == [True] * 10
+    assert 1 <= len(connections) <= 2, "10 conditional GETs over the pool's 2 kept-alive connections"
+    assert cookies == [None] * 20, "a cookie one source set is never sent to another"
