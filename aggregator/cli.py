@@ -19,7 +19,6 @@ from .config import Config, config_path, load_config
 from .daemon import Daemon, polling_for, run_tick
 from .errors import ConfigError, StoreError
 from .models import SourceStatus
-from .publish import publish
 from .store import Store, display_url
 
 log = logging.getLogger("aggregator")
@@ -121,6 +120,8 @@ def _dispatch(args: argparse.Namespace, config: Config, store: Store) -> int:
             config.source(name)  # ConfigError for an unknown name
         run_tick(store, config, names=names, polling=polling, publish_after=not args.no_publish)
     elif args.command == "publish":
+        from .publish import publish  # the render stack, imported by the commands that render
+
         publish(store, config, full=args.full)
     elif args.command == "enable":
         config.source(args.name)  # ConfigError for an unknown name

@@ -16,14 +16,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 
-from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.blocking import BlockingScheduler
-
 from .config import Config
 from .errors import StoreError
 from .metrics import Metrics, MetricsServer
-from .models import UpdateResult
-from .publish import PublishResult, publish
+from .models import PublishResult, UpdateResult
 from .store import Store
 from .update import Polling, update_sources
 
@@ -67,7 +63,11 @@ def run_tick(
     polled = update_sources(
         store, sources, utc_now, polling=polling or polling_for(config), due_only=names is None, stop=stop
     )
-    published = publish(store, config) if publish_after else PublishResult(0, 0, 0, 0)
+    published = PublishResult(0, 0, 0, 0)
+    if publish_after:
+        from .publish import publish  # the render stack: a third of the start-up of `poll --no-publish`
+
+        published = publish(store, config)
     result = TickResult(polled=polled, published=published)
     log.info(
         "tick polled=%d failed=%d new=%d updated=%d written=%d",
@@ -99,6 +99,10 @@ class Daemon:
         self.metrics = Metrics(started=time.time())
         self.metrics_address = metrics_address
         self.stop = threading.Event()
+        # Imported here: one-shot commands (`run --once`, `poll`) never schedule anything.
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.schedulers.blocking import BlockingScheduler
+
         self._scheduler = BlockingScheduler(
             executors={"default": ThreadPoolExecutor(1)},
             job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},

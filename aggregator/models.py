@@ -202,6 +202,17 @@ class UpdateResult:
 
 
 @dataclass(frozen=True, slots=True)
+class PublishResult:
+    """What one publish did."""
+
+    items: int  # items rendered
+    listings: int  # listings (home, categories, tags) rendered
+    written: int  # files created or replaced
+    unchanged: int  # files rendered with the bytes already on disk
+    failed: int = 0  # pages or listings that could not be rendered (logged; items stay pending)
+
+
+@dataclass(frozen=True, slots=True)
 class SourceStatus:
     """A row of `aggregator status`."""
 
@@ -225,6 +236,7 @@ __all__ = [
     "Item",
     "Labels",
     "ParsedFeed",
+    "PublishResult",
     "SiteConfig",
     "SourceConfig",
     "SourceRef",

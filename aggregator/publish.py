@@ -14,13 +14,12 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 from .config import Config
 from .layout import Listing, numbered_pages, page_of, page_window
-from .models import SiteConfig, StoredItem
+from .models import PublishResult, SiteConfig, StoredItem
 from .render.atom import render_atom
 from .render.pages import render_archive_page, render_index_page, render_jekyll_post
 from .store import CATEGORY, TAG, Store
@@ -28,15 +27,6 @@ from .store import CATEGORY, TAG, Store
 log = logging.getLogger(__name__)
 
 FILE_MODE = 0o644  # readable by the web server, whatever the umask of the temp file
-
-
-@dataclass(frozen=True, slots=True)
-class PublishResult:
-    items: int  # items rendered
-    listings: int  # listings (home, categories, tags) rendered
-    written: int  # files created or replaced
-    unchanged: int  # files rendered with the bytes already on disk
-    failed: int = 0  # pages or listings that could not be rendered (logged; items stay pending)
 
 
 def write_if_changed(path: Path, data: bytes) -> bool:
