@@ -231,8 +231,9 @@ def html_expression(expression: str, *, relative: bool) -> _HtmlExpression:
     """Compile a CSS or XPath expression with its `@attr` / `@html` suffix; ValueError if invalid."""
     selector, read = expression.strip(), "text"
     head, at, tail = selector.rpartition("@")
-    if at and _ATTRIBUTE_NAME.fullmatch(tail) and not (selector.startswith("/") and head.endswith("/")):
-        if not selector.startswith("/") or tail == "html":  # XPath reads attributes itself: /a/@href
+    # A suffix, not XPath's own attribute step ("/a/@href"); XPath takes only "@html".
+    if at and _ATTRIBUTE_NAME.fullmatch(tail) and not head.endswith("/"):
+        if tail == "html" or not selector.startswith("/"):
             selector, read = head.strip(), "html" if tail == "html" else f"@{tail}"
     if not selector:
         if not relative or read == "text":
@@ -257,12 +258,18 @@ def _html_document(body: bytes, headers: Mapping[str, str]) -> Any:
         raise ParseError(f"not an HTML page ({error})") from None
 
 
-def _evaluate(expression: str, *, relative: bool, node: Any, name: str) -> list[str]:
+def _compiled(expression: str, *, relative: bool, name: str) -> _HtmlExpression:
+    try:
+        return html_expression(expression, relative=relative)
+    except ValueError as error:
+        raise ParseError(f"{name}: {error}") from None
+
+
+def _evaluate(compiled: _HtmlExpression, node: Any, name: str) -> list[str]:
     """Every value an expression finds from `node`, as text (or inner HTML), in document order."""
     try:
-        compiled = html_expression(expression, relative=relative)
         found = [node] if compiled.select is None else compiled.select(node)
-    except (ValueError, etree.XPathError) as error:
+    except etree.XPathError as error:
         raise ParseError(f"{name}: {error}") from None
     if not isinstance(found, list):
         found = [found]  # an XPath function such as string() or count()
@@ -290,28 +297,26 @@ def _inner_html(element: Any) -> str:
 
 
 def _html_rows(document: Any, spec: ListingSpec, url: str) -> list[dict[str, list[str]]]:
+    items = _compiled(spec.items, relative=False, name="items")
     try:
-        items = html_expression(spec.items, relative=False).select
-        nodes = items(document) if items is not None else []
-    except (ValueError, etree.XPathError) as error:
+        nodes = items.select(document) if items.select is not None else []
+    except etree.XPathError as error:
         raise ParseError(f"items: {error}") from None
     nodes = [node for node in nodes if isinstance(node, etree._Element)] if isinstance(nodes, list) else []
     if not nodes:
         raise ParseError(f"items: {spec.items!r} matched nothing on {url}")
-    fields = {name: expression for name in FIELDS if (expression := getattr(spec, name))}
-    return [
-        {
-            name: _evaluate(expression, relative=True, node=node, name=name)
-            for name, expression in fields.items()
-        }
-        for node in nodes
-    ]
+    fields = {
+        name: _compiled(expression, relative=True, name=name)
+        for name in FIELDS
+        if (expression := getattr(spec, name))
+    }
+    return [{name: _evaluate(compiled, node, name) for name, compiled in fields.items()} for node in nodes]
 
 
 def _next_page(document: Any, expression: str, url: str) -> str | None:
     """The absolute http(s) URL of the next page, when the page links to one other than itself."""
-    href = next((value for value in _evaluate(expression, relative=False, node=document, name="next_page")
-                 if value), None)  # fmt: skip
+    found = _evaluate(_compiled(expression, relative=False, name="next_page"), document, "next_page")
+    href = next((value for value in found if value), None)
     if href is None:
         return None
     target = urljoin(url, href)
