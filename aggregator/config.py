@@ -24,13 +24,14 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from .errors import ConfigError
 from .layout import RESERVED_FOLDERS
-from .models import Category, FetchPolicy, Labels, SiteConfig, SourceConfig
+from .models import DEFAULT_MAX_PAGES, Category, FetchPolicy, Labels, ListingSpec, SiteConfig, SourceConfig
 
 DEFAULT_CONFIG_PATH = Path("config/sources.yaml")
 CONFIG_ENV = "AGGREGATOR_CONFIG"
@@ -202,6 +203,19 @@ class CategoryModel(_Strict):
     title: str = Field(min_length=1)
 
 
+class ListingFieldsModel(_Strict):
+    """fields: of a kind html or json source: one expression per item field."""
+
+    title: str | None = Field(default=None, min_length=1)
+    link: str | None = Field(default=None, min_length=1)
+    guid: str | None = Field(default=None, min_length=1)
+    date: str | None = Field(default=None, min_length=1)
+    summary: str | None = Field(default=None, min_length=1)
+    content: str | None = Field(default=None, min_length=1)
+    author: str | None = Field(default=None, min_length=1)
+    tags: str | None = Field(default=None, min_length=1)
+
+
 class SourceModel(_Strict):
     name: str
     url: str
@@ -211,6 +225,18 @@ class SourceModel(_Strict):
     timeout: Duration | None = None
     timezone: str | None = None
     keep_source_tags: bool = False
+    # Sites without a feed (README "Sites without a feed"): how to read an HTML page or a JSON API.
+    kind: Literal["feed", "html", "json"] = "feed"
+    items: str | None = Field(default=None, min_length=1)
+    fields: ListingFieldsModel | None = None
+    date_format: str | None = None
+    next_page: str | None = Field(default=None, min_length=1)
+    max_pages: int | None = Field(default=None, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _listing(self) -> SourceModel:
+        _check_listing_keys(self)
+        return self
 
     @field_validator("url")
     @classmethod
@@ -245,6 +271,62 @@ class SourceModel(_Strict):
         if any(not tag for tag in tags):
             raise ValueError("tags must not be empty strings")
         return list(dict.fromkeys(tags))
+
+
+_LISTING_KEYS = ("items", "fields", "date_format", "next_page", "max_pages")
+_HTML_ONLY_KEYS = ("next_page", "max_pages")
+
+
+def _check_listing_keys(source: SourceModel) -> None:
+    """Keys of kind html/json only on those kinds, the required ones present, every expression valid."""
+    if source.kind == "feed":
+        present = [key for key in _LISTING_KEYS if getattr(source, key) is not None]
+        if present:
+            raise ValueError(
+                f"{', '.join(present)}: only for kind html or json (this source has no kind, so it is "
+                "read as an RSS/Atom feed)"
+            )
+        return
+    if source.kind == "json":
+        for key in _HTML_ONLY_KEYS:
+            if getattr(source, key) is not None:
+                raise ValueError(f"{key}: only for kind html")
+    if source.max_pages is not None and source.next_page is None:
+        raise ValueError("max_pages: only with next_page (it bounds the pages read through it)")
+    if source.items is None:
+        raise ValueError(f"items: required for kind {source.kind} (what selects each item)")
+    fields = source.fields
+    if fields is None or fields.title is None:
+        raise ValueError(f"fields.title: required for kind {source.kind}")
+    if fields.link is None and fields.guid is None:
+        raise ValueError(f"fields.link: required for kind {source.kind} (or fields.guid)")
+    if source.date_format is not None and "%" not in source.date_format:
+        raise ValueError(
+            f"date_format: expected a strptime format such as '%Y-%m-%d %H:%M:%S', got {source.date_format!r}"
+        )
+    from .scrape import check_expression  # lxml and cssselect are loaded only for configs that need them
+
+    expressions = {"items": source.items, "next_page": source.next_page}
+    expressions |= {f"fields.{name}": value for name, value in fields.model_dump().items()}
+    for key, expression in expressions.items():
+        if expression is not None:
+            try:
+                check_expression(source.kind, expression, relative=key.startswith("fields."))
+            except ValueError as error:
+                raise ValueError(f"{key}: {error}") from None
+
+
+def _listing_spec(source: SourceModel) -> ListingSpec | None:
+    if source.kind == "feed" or source.items is None or source.fields is None or source.fields.title is None:
+        return None  # a feed (the other cases were refused by _check_listing_keys)
+    return ListingSpec(
+        kind=source.kind,
+        items=source.items,
+        **source.fields.model_dump(),
+        date_format=source.date_format,
+        next_page=source.next_page,
+        max_pages=source.max_pages or DEFAULT_MAX_PAGES,
+    )
 
 
 class ConfigModel(_Strict):
@@ -387,6 +469,7 @@ def _build(path: Path, model: ConfigModel) -> Config:
                 max_bytes=defaults.max_size,
                 max_redirects=defaults.max_redirects,
             ),
+            listing=_listing_spec(source),
         )
         for source in model.sources
     )

@@ -24,6 +24,34 @@ class FetchPolicy:
     max_redirects: int
 
 
+DEFAULT_MAX_PAGES = 5  # pages of an html listing read on its first poll
+
+
+@dataclass(frozen=True, slots=True)
+class ListingSpec:
+    """How to read items from a source that publishes no feed (kind html or json; see scrape.py).
+
+    Field expressions are relative to one item: for html a CSS selector
+    (`sel@attr` reads an attribute, `sel@html` the inner HTML, text
+    otherwise) or XPath when it starts with "/"; for json a dot path such
+    as `data.list[0].title` or `tags[].name`.
+    """
+
+    kind: str  # "html" or "json"
+    items: str  # html: CSS or XPath selecting each item; json: dot path to the list of items
+    title: str
+    link: str | None = None  # at least one of link and guid
+    guid: str | None = None
+    date: str | None = None
+    summary: str | None = None
+    content: str | None = None
+    author: str | None = None
+    tags: str | None = None
+    date_format: str | None = None  # strptime format; without it ISO 8601, RFC 822 or epoch seconds/millis
+    next_page: str | None = None  # html: the link to the next (older) page, followed on a first poll
+    max_pages: int = DEFAULT_MAX_PAGES  # html: pages read on a first poll, the first one included
+
+
 @dataclass(frozen=True, slots=True)
 class SourceConfig:
     """One source as configured in YAML, after validation and defaults."""
@@ -36,6 +64,7 @@ class SourceConfig:
     timezone: str  # IANA zone applied to dates that carry no UTC offset
     keep_source_tags: bool  # keep the source's own <category> values as item tags
     fetch: FetchPolicy
+    listing: ListingSpec | None = None  # kind html or json; None for an RSS/Atom feed
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +264,7 @@ __all__ = [
     "Fetched",
     "Item",
     "Labels",
+    "ListingSpec",
     "ParsedFeed",
     "PublishResult",
     "SiteConfig",

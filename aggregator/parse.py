@@ -194,6 +194,17 @@ def _build(raw: _RawFeed, url: str, source: str, zone: ZoneInfo, keep_source_tag
     )
 
 
+# scrape.py fills the same raw fields from HTML and JSON listings, so that their
+# Items are made here too (url key, plain-text titles, dates, tags, untitled items).
+RawEntry = _RawEntry
+RawFeed = _RawFeed
+
+
+def build_feed(raw: RawFeed, *, url: str, source: str, timezone: str, keep_source_tags: bool) -> ParsedFeed:
+    """Raw fields read by another reader made into a ParsedFeed exactly as a feed's are."""
+    return _build(raw, url, source, ZoneInfo(timezone), keep_source_tags)
+
+
 def _read_with_feedparser(utf8: bytes) -> _RawFeed:
     result = feedparser.parse(
         io.BytesIO(utf8),

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 from . import schedule
 from .errors import FetchError, ParseError, StoreError
 from .fetch import SessionPool, fetch
+from .listing import read_listing
 from .models import Fetched, ParsedFeed, SourceConfig, SourceState, UpdateResult
 from .parse import parse_feed
 from .store import PollRecord, SaveResult, Store
@@ -94,7 +95,18 @@ def _fetch_and_parse(
     if fetched.not_modified or (state.body_hash is not None and body_hash(fetched.body) == state.body_hash):
         return _Outcome(fetched, unchanged=True, started=started)
     try:
-        feed = parse_feed(
+        feed = _parse(source, state, fetched, limits, sessions)
+    except ParseError as error:
+        return _Outcome(fetched, error=error, started=started)
+    return _Outcome(fetched, feed, started=started)
+
+
+def _parse(
+    source: SourceConfig, state: SourceState, fetched: Fetched, limits: HostLimits, sessions: SessionPool
+) -> ParsedFeed:
+    """An RSS/Atom body, or an html/json listing whose first poll may read older pages (listing.py)."""
+    if source.listing is None:
+        return parse_feed(
             fetched.body,
             fetched.headers,
             url=fetched.final_url,
@@ -102,9 +114,12 @@ def _fetch_and_parse(
             timezone=source.timezone,
             keep_source_tags=source.keep_source_tags,
         )
-    except ParseError as error:
-        return _Outcome(fetched, error=error, started=started)
-    return _Outcome(fetched, feed, started=started)
+
+    def fetch_page(url: str) -> Fetched:
+        with limits.slot(url):
+            return fetch(sessions.get(source.fetch), url, source.fetch)
+
+    return read_listing(source, fetched, fetch_page, backfill=state.body_hash is None)
 
 
 def _follow_move(url: str, state: SourceState, fetched: Fetched) -> tuple[str, str | None, int]:
