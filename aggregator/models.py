@@ -10,6 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # compiled rules live with the code that applies them; no import at run time
+    from .filters import SourceFilters
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +40,8 @@ class SourceConfig:
     timezone: str  # IANA zone applied to dates that carry no UTC offset
     keep_source_tags: bool  # keep the source's own <category> values as item tags
     fetch: FetchPolicy
+    encoding: str | None = None  # overrides every charset the server or document declares
+    filters: SourceFilters | None = None  # include/exclude/rewrite, compiled at config load
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +77,7 @@ class SiteConfig:
     items_per_feed: int
     items_per_page: int
     categories: tuple[Category, ...]
+    iframe_hosts: tuple[str, ...] = ()  # hosts whose https iframes (video embeds) survive sanitizing
 
     def category_title(self, slug: str) -> str:
         for category in self.categories:

@@ -21,13 +21,14 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from . import schedule
 from .errors import FetchError, ParseError, StoreError
 from .fetch import fetch, make_session
+from .filters import apply_filters
 from .models import Fetched, ParsedFeed, SourceConfig, SourceState, UpdateResult
 from .parse import parse_feed
 from .store import PollRecord, Store
@@ -99,10 +100,21 @@ def _fetch_and_parse(source: SourceConfig, state: SourceState, limits: HostLimit
             source=source.name,
             timezone=source.timezone,
             keep_source_tags=source.keep_source_tags,
+            encoding=source.encoding,
         )
     except ParseError as error:
         return _Outcome(fetched, error=error, started=started)
-    return _Outcome(fetched, feed, started=started)
+    return _Outcome(fetched, _apply_source_filters(source, feed), started=started)
+
+
+def _apply_source_filters(source: SourceConfig, feed: ParsedFeed) -> ParsedFeed:
+    """The source's include/exclude/rewrite rules on its parsed items, before anything is stored."""
+    if source.filters is None:
+        return feed
+    outcome = apply_filters(source.filters, feed.items)
+    if outcome.dropped:
+        log.info("source=%s filters dropped %d of %d items", source.name, outcome.dropped, len(feed.items))
+    return replace(feed, items=outcome.items)
 
 
 def _follow_move(url: str, state: SourceState, fetched: Fetched) -> tuple[str, str | None, int]:
