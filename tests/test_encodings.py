@@ -34,7 +34,7 @@ CP932_TEXT = "①㈱日本電気の決算"  # NEC extensions: in Windows' Shift_
 def feed_text(title: str, declared: str | None) -> str:
     declaration = f'<?xml version="1.0" encoding="{declared}"?>\n' if declared else ""
     return (
-        f"{declaration}<rss version=\"2.0\"><channel><title>{title}</title>"
+        f'{declaration}<rss version="2.0"><channel><title>{title}</title>'
         "<link>https://news.example.cn/</link><description>d</description>"
         f"<item><title>{title}</title><link>https://news.example.cn/a/1.html</link>"
         f"<description>{title}。</description></item></channel></rss>"
@@ -134,7 +134,9 @@ def test_one_corrupt_byte_costs_one_character_not_the_page() -> None:
         ("漢字".encode(), {"content-type": "text/xml"}, "utf-8"),
     ],
 )
-def test_the_rule_that_chose_the_encoding_is_reported(body: bytes, headers: dict[str, str], reason: str) -> None:
+def test_the_rule_that_chose_the_encoding_is_reported(
+    body: bytes, headers: dict[str, str], reason: str
+) -> None:
     assert decode_document(body, headers).reason == reason
 
 
