@@ -63,6 +63,7 @@ from feedparser.urls import _urljoin
 from lxml import etree  # type: ignore[import-untyped]
 
 from aggregator.charset import to_utf8
+from aggregator.dating import zone_abbreviation_date
 from aggregator.errors import ParseError
 from aggregator.models import Item, ParsedFeed
 from aggregator.text import plain_text, shorten, xml_safe
@@ -863,13 +864,15 @@ def _date(raw: str, parsed: time.struct_time | None, zone: ZoneInfo) -> datetime
 
 
 def _date_from_text(text: str, zone: ZoneInfo) -> datetime | None:
-    """ISO 8601 / W3CDTF or RFC 822; a date without offset is in `zone`.
+    """ISO 8601 / W3CDTF or RFC 822; a date without offset, or with `zone`'s own abbreviation, is in `zone`.
 
     "-0000" (RFC 822) and "-00:00" (RFC 3339) state that the local offset is
     unknown, so they count as no offset.
     """
     if not text:
         return None
+    if value := zone_abbreviation_date(text, zone):  # "CST" from a source in Asia/Shanghai is +0800
+        return value if _PLAUSIBLE_YEARS[0] <= value.year < _PLAUSIBLE_YEARS[1] else None
     try:
         value = datetime.fromisoformat(text.upper().removesuffix("-00:00"))
     except ValueError:

@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from . import schedule
+from .dating import FUTURE_TOLERANCE, is_future
 from .errors import FetchError, ParseError, StoreError
 from .fetch import fetch, make_session
 from .filters import apply_filters
@@ -193,6 +194,8 @@ def _store_outcome(
 ) -> UpdateResult:
     """Store one outcome; a database error is this source's failure, not the batch's."""
     duration = time.monotonic() - outcome.started
+    if outcome.feed is not None:
+        _log_date_fallbacks(source, outcome.feed, now)
     try:
         record, error = poll_record(source, state, outcome, now, rng)
         saved = store.record_poll(source, record, outcome.feed)
@@ -222,6 +225,17 @@ def _store_outcome(
     )
     log_result(result)
     return result
+
+
+def _log_date_fallbacks(source: SourceConfig, feed: ParsedFeed, now: datetime) -> None:
+    """One line per poll, not one per item, for items the store files under their first sight."""
+    undated = sum(item.published is None for item in feed.items)
+    future = sum(is_future(item.published, now) for item in feed.items)
+    if undated or future:
+        log.info(
+            "source=%s dated by first sight: %d without a readable date, %d more than %s in the future",
+            source.name, undated, future, FUTURE_TOLERANCE,
+        )  # fmt: skip
 
 
 def _record_failure(
