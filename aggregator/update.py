@@ -233,8 +233,8 @@ def _log_date_fallbacks(source: SourceConfig, feed: ParsedFeed, now: datetime) -
     future = sum(is_future(item.published, now) for item in feed.items)
     if undated or future:
         log.info(
-            "source=%s dated by first sight: %d without a readable date, %d more than %s in the future",
-            source.name, undated, future, FUTURE_TOLERANCE,
+            "source=%s dated by first sight: %d without a readable date, %d more than %gh in the future",
+            source.name, undated, future, FUTURE_TOLERANCE.total_seconds() / 3600,
         )  # fmt: skip
 
 
