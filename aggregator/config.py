@@ -29,7 +29,9 @@ from pydantic import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from .charset import is_known_encoding
 from .errors import ConfigError
+from .filters import SourceFilters, compile_filters
 from .layout import RESERVED_FOLDERS
 from .models import DEFAULT_MAX_PAGES, Category, FetchPolicy, Labels, ListingSpec, SiteConfig, SourceConfig
 
@@ -37,6 +39,7 @@ DEFAULT_CONFIG_PATH = Path("config/sources.yaml")
 CONFIG_ENV = "AGGREGATOR_CONFIG"
 DATABASE_ENV = "AGGREGATOR_DATABASE_URL"
 DEFAULT_USER_AGENT = "aggregator/0.1 (+https://github.com/aggregator/aggregator)"
+DEFAULT_IFRAME_HOSTS = ("www.youtube.com", "youtube.com", "www.youtube-nocookie.com", "player.vimeo.com")
 
 LABELS_BY_LANGUAGE: dict[str, Labels] = {
     "en": Labels(
@@ -151,6 +154,15 @@ class SiteModel(_Strict):
     labels: dict[str, str] = Field(default_factory=dict)
     items_per_feed: int = Field(default=50, ge=1, le=1000)
     items_per_page: int = Field(default=50, ge=1, le=1000)
+    iframe_hosts: tuple[str, ...] = DEFAULT_IFRAME_HOSTS
+
+    @field_validator("iframe_hosts")
+    @classmethod
+    def _iframe_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        hosts = tuple(host.strip().lower() for host in value)
+        if any(not host or "/" in host or ":" in host for host in hosts):
+            raise ValueError(f"expected host names such as 'player.vimeo.com', got {list(value)!r}")
+        return hosts
 
     @field_validator("base_url")
     @classmethod
@@ -237,6 +249,19 @@ class SourceModel(_Strict):
     def _listing(self) -> SourceModel:
         _check_listing_keys(self)
         return self
+
+    # content fidelity: charset override and item filters (README "Content fidelity")
+    encoding: str | None = None
+    include: list[Any] = Field(default_factory=list)
+    exclude: list[Any] = Field(default_factory=list)
+    rewrite: list[Any] = Field(default_factory=list)
+
+    @field_validator("encoding")
+    @classmethod
+    def _encoding(cls, value: str | None) -> str | None:
+        if value is not None and not is_known_encoding(value):
+            raise ValueError(f"unknown encoding {value!r} (use a codec name such as 'gb18030' or 'big5')")
+        return value
 
     @field_validator("url")
     @classmethod
@@ -429,6 +454,13 @@ def _resolve_database_url(value: str, base: Path) -> str:
     return url.render_as_string(hide_password=False)
 
 
+def _filters(path: Path, source: SourceModel) -> SourceFilters | None:
+    try:
+        return compile_filters(source.include, source.exclude, source.rewrite)
+    except ValueError as error:
+        raise ConfigError(f"{path}: source {source.name!r}: {error}") from None
+
+
 def _build(path: Path, model: ConfigModel) -> Config:
     site_model = model.site
     labels = LABELS_BY_LANGUAGE.get(site_model.language.split("-")[0].lower(), LABELS_BY_LANGUAGE["en"])
@@ -450,6 +482,7 @@ def _build(path: Path, model: ConfigModel) -> Config:
         items_per_feed=site_model.items_per_feed,
         items_per_page=site_model.items_per_page,
         categories=categories,
+        iframe_hosts=site_model.iframe_hosts,
     )
     defaults = model.defaults
     sources = tuple(
@@ -470,6 +503,8 @@ def _build(path: Path, model: ConfigModel) -> Config:
                 max_redirects=defaults.max_redirects,
             ),
             listing=_listing_spec(source),
+            encoding=source.encoding,
+            filters=_filters(path, source),
         )
         for source in model.sources
     )

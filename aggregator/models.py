@@ -10,6 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # compiled rules live with the code that applies them; no import at run time
+    from .filters import SourceFilters
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +69,8 @@ class SourceConfig:
     keep_source_tags: bool  # keep the source's own <category> values as item tags
     fetch: FetchPolicy
     listing: ListingSpec | None = None  # kind html or json; None for an RSS/Atom feed
+    encoding: str | None = None  # overrides every charset the server or document declares
+    filters: SourceFilters | None = None  # include/exclude/rewrite, compiled at config load
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +106,7 @@ class SiteConfig:
     items_per_feed: int
     items_per_page: int
     categories: tuple[Category, ...]
+    iframe_hosts: tuple[str, ...] = ()  # hosts whose https iframes (video embeds) survive sanitizing
 
     def category_title(self, slug: str) -> str:
         for category in self.categories:

@@ -21,7 +21,7 @@ Two deliberate departures from a plain `feedparser.parse(body)`:
   (billion laughs: only expat's amplification limit stops it, after about a
   second of work per document), and feedparser's own DOCTYPE filter is
   line-based and misses declarations written on one line. So the body is
-  first converted to UTF-8 by feedparser's own charset detection, then the
+  first converted to UTF-8 (charset.py decides the encoding), then the
   DOCTYPE (with its internal subset) is cut out of the UTF-8 prolog, and
   only then parsed. Stripping after conversion makes this hold for every
   encoding: GBK/Big5/Shift_JIS trail bytes, UTF-16/32, and encodings that
@@ -58,11 +58,12 @@ from urllib.parse import urljoin, urlsplit
 from zoneinfo import ZoneInfo
 
 import feedparser
-from feedparser.encodings import convert_to_utf8
 from feedparser.html import _cp1252
 from feedparser.urls import _urljoin
 from lxml import etree  # type: ignore[import-untyped]
 
+from aggregator.charset import to_utf8
+from aggregator.dating import zone_abbreviation_date
 from aggregator.errors import ParseError
 from aggregator.models import Item, ParsedFeed
 from aggregator.text import plain_text, shorten, xml_safe
@@ -106,6 +107,7 @@ def parse_feed(
     source: str,
     timezone: str,
     keep_source_tags: bool,
+    encoding: str | None = None,
 ) -> ParsedFeed:
     """Read one fetched RSS/Atom body.
 
@@ -117,19 +119,16 @@ def parse_feed(
     The lxml reader handles the common well-formed RSS/Atom shapes; whatever
     it does not fully understand goes to feedparser, the reference reader.
     """
-    utf8 = _prepared(body, headers)
+    utf8 = _prepared(body, headers, encoding)
     raw = _read_with_lxml(utf8) or _read_with_feedparser(utf8)
     return _build(raw, url, source, ZoneInfo(timezone), keep_source_tags)
 
 
-def _prepared(body: bytes, headers: Mapping[str, str]) -> bytes:
-    """The body as UTF-8 without a DOCTYPE: what both readers are given."""
+def _prepared(body: bytes, headers: Mapping[str, str], encoding: str | None = None) -> bytes:
+    """The body as UTF-8 without a DOCTYPE: what both readers are given (charset.py decides)."""
     if not body.strip():
         raise ParseError("empty body")
-    # convert_to_utf8 reads HTTP headers with lower-case names and fills in
-    # encoding and bozo details we have no use for.
-    lowered = {name.lower(): value for name, value in headers.items()}
-    return _strip_doctype(convert_to_utf8(lowered, body, {}))
+    return _strip_doctype(to_utf8(body, headers, encoding))
 
 
 def _parse_with_feedparser(
@@ -325,7 +324,7 @@ def _read_with_lxml(utf8: bytes) -> _RawFeed | None:
         return None
     docinfo = root.getroottree().docinfo
     if docinfo.doctype or (docinfo.encoding or "").lower() != "utf-8" or not isinstance(root.tag, str):
-        return None  # a DOCTYPE left in, or bytes that convert_to_utf8 did not make UTF-8
+        return None  # a DOCTYPE left in, or bytes that to_utf8 did not make UTF-8
     if not root.get(_XML_BASE) and root.xpath("boolean(.//*[@xml:base])"):
         return None  # feedparser keeps an inner xml:base for the following siblings too
     try:
@@ -876,13 +875,15 @@ def _date(raw: str, parsed: time.struct_time | None, zone: ZoneInfo) -> datetime
 
 
 def _date_from_text(text: str, zone: ZoneInfo) -> datetime | None:
-    """ISO 8601 / W3CDTF or RFC 822; a date without offset is in `zone`.
+    """ISO 8601 / W3CDTF or RFC 822; a date without offset, or with `zone`'s own abbreviation, is in `zone`.
 
     "-0000" (RFC 822) and "-00:00" (RFC 3339) state that the local offset is
     unknown, so they count as no offset.
     """
     if not text:
         return None
+    if value := zone_abbreviation_date(text, zone):  # "CST" from a source in Asia/Shanghai is +0800
+        return value if _PLAUSIBLE_YEARS[0] <= value.year < _PLAUSIBLE_YEARS[1] else None
     try:
         value = datetime.fromisoformat(text.upper().removesuffix("-00:00"))
     except ValueError:

@@ -51,11 +51,12 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from . import layout
+from .dating import is_future, settled_published
 from .errors import StoreError
 from .models import Item, ParsedFeed, SourceConfig, SourceRef, SourceState, SourceStatus, StoredItem
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-SCHEMA_HEAD = "0001"  # the newest migration's revision; a test checks it against Alembic's head
+SCHEMA_HEAD = "0002"  # the newest migration's revision; a test checks it against Alembic's head
 T = TypeVar("T")
 _MIGRATION_LOCK_ID = 7_402_314_159  # pg_advisory_xact_lock key: one migrator at a time
 _PUBLISH_LOCK_ID = 7_402_314_160  # pg_advisory_lock key: one publisher at a time
@@ -123,6 +124,7 @@ items_table = Table(
     Column("authors", Text, nullable=False),
     Column("published_at", UTCDateTime, nullable=False),
     Column("published_offset", Integer, nullable=False),
+    Column("published_raw", Text),  # the publisher's date when it was set aside (in the future)
     Column("updated_at", UTCDateTime, nullable=False),
     Column("updated_offset", Integer, nullable=False),
     Column("first_seen_at", UTCDateTime, nullable=False),
@@ -339,7 +341,7 @@ def _new_item_values(
     source: SourceConfig, source_id: int, item: Item, content_hash: str, now: datetime
 ) -> dict[str, Any]:
     """The row of an item seen for the first time: its identity is fixed here."""
-    published = item.published or now.astimezone(ZoneInfo(source.timezone))
+    published, published_raw = settled_published(item.published, now, ZoneInfo(source.timezone))
     slug = layout.slug_for(item.title, item.url_key)
     path = layout.archive_path(source.category, published, slug)
     return {
@@ -352,6 +354,7 @@ def _new_item_values(
         "source_id": source_id,
         "published_at": published,
         "published_offset": _offset_minutes(published),
+        "published_raw": published_raw,
         "first_seen_at": now,
         "revision": 1,
         "published_revision": 0,
@@ -362,8 +365,12 @@ def _new_item_values(
 def _changed_values(source: SourceConfig, item: Item, content_hash: str, now: datetime) -> dict[str, Any]:
     """The columns a source's new version of an item replaces; identity stays."""
     values = _content_values(item, content_hash, item.updated or now.astimezone(ZoneInfo(source.timezone)))
-    if item.published is not None:
+    if is_future(item.published, now):  # keep the time it was filed under; note what the publisher says
+        assert item.published is not None
+        values["published_raw"] = item.published.isoformat()
+    elif item.published is not None:
         values |= {"published_at": item.published, "published_offset": _offset_minutes(item.published)}
+        values["published_raw"] = None
     return values
 
 

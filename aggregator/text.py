@@ -28,7 +28,7 @@ _BLOCK_TAGS = frozenset(
         "tr", "ul",
     }
 )  # fmt: skip
-_INVISIBLE_TAGS = frozenset({"script", "style", "template", "noscript", "head", "title"})
+_INVISIBLE_TAGS = frozenset({"script", "style", "template", "noscript", "head", "title", "iframe"})
 
 
 class _TextCollector(HTMLParser):

@@ -21,13 +21,15 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from . import schedule
+from .dating import FUTURE_TOLERANCE, is_future
 from .errors import FetchError, ParseError, StoreError
 from .fetch import SessionPool, fetch
+from .filters import apply_filters
 from .listing import read_listing
 from .models import Fetched, ParsedFeed, SourceConfig, SourceState, UpdateResult
 from .parse import parse_feed
@@ -98,7 +100,7 @@ def _fetch_and_parse(
         feed = _parse(source, state, fetched, limits, sessions)
     except ParseError as error:
         return _Outcome(fetched, error=error, started=started)
-    return _Outcome(fetched, feed, started=started)
+    return _Outcome(fetched, _apply_source_filters(source, feed), started=started)
 
 
 def _parse(
@@ -113,6 +115,7 @@ def _parse(
             source=source.name,
             timezone=source.timezone,
             keep_source_tags=source.keep_source_tags,
+            encoding=source.encoding,
         )
 
     def fetch_page(url: str) -> Fetched:
@@ -120,6 +123,16 @@ def _parse(
             return fetch(sessions.get(source.fetch), url, source.fetch)
 
     return read_listing(source, fetched, fetch_page, backfill=state.body_hash is None)
+
+
+def _apply_source_filters(source: SourceConfig, feed: ParsedFeed) -> ParsedFeed:
+    """The source's include/exclude/rewrite rules on its parsed items, before anything is stored."""
+    if source.filters is None:
+        return feed
+    outcome = apply_filters(source.filters, feed.items)
+    if outcome.dropped:
+        log.info("source=%s filters dropped %d of %d items", source.name, outcome.dropped, len(feed.items))
+    return replace(feed, items=outcome.items)
 
 
 def _follow_move(url: str, state: SourceState, fetched: Fetched) -> tuple[str, str | None, int]:
@@ -198,6 +211,8 @@ def _store_outcome(
 ) -> UpdateResult:
     """Store one outcome; a database error is this source's failure, not the batch's."""
     duration = time.monotonic() - outcome.started
+    if outcome.feed is not None:
+        _log_date_fallbacks(source, outcome.feed, now)
     try:
         record, error = poll_record(source, state, outcome, now, rng)
         saved = store.record_poll(source, record, outcome.feed)
@@ -259,6 +274,17 @@ def _reported(
     )
     log_result(result)
     return result
+
+
+def _log_date_fallbacks(source: SourceConfig, feed: ParsedFeed, now: datetime) -> None:
+    """One line per poll, not one per item, for items the store files under their first sight."""
+    undated = sum(item.published is None for item in feed.items)
+    future = sum(is_future(item.published, now) for item in feed.items)
+    if undated or future:
+        log.info(
+            "source=%s dated by first sight: %d without a readable date, %d more than %gh in the future",
+            source.name, undated, future, FUTURE_TOLERANCE.total_seconds() / 3600,
+        )  # fmt: skip
 
 
 def _record_failure(

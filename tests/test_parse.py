@@ -478,6 +478,25 @@ def test_published_keeps_offset_and_uses_source_zone(raw: str, expected: str | N
 
 
 @pytest.mark.parametrize(
+    ("raw", "timezone", "expected"),
+    [
+        # The source's own zone calls itself CST: China Standard Time, not US Central.
+        ("Mon, 14 Mar 2022 10:55:11 CST", "Asia/Shanghai", "2022-03-14T10:55:11+08:00"),
+        ("2022-03-14 10:55:11 CST", "Asia/Shanghai", "2022-03-14T10:55:11+08:00"),
+        ("Tue, 15 Feb 2022 10:00:00 CST", "America/Chicago", "2022-02-15T10:00:00-06:00"),
+        # Elsewhere (or when the source's zone does not use it then) RFC 822's meaning stands.
+        ("Mon, 14 Mar 2022 10:55:11 CST", "UTC", "2022-03-14T10:55:11-06:00"),
+        ("Mon, 14 Mar 2022 10:55:11 EST", "Asia/Shanghai", "2022-03-14T10:55:11-05:00"),
+        ("Mon, 14 Mar 2022 10:55:11 JST", "Asia/Tokyo", "2022-03-14T10:55:11+09:00"),
+        ("Mon, 14 Mar 2022 10:55:11 GMT", "Asia/Shanghai", "2022-03-14T10:55:11+00:00"),
+    ],
+)
+def test_zone_abbreviations_follow_the_source_zone(raw: str, timezone: str, expected: str) -> None:
+    feed = parse(rss(f"<item><title>t</title><pubDate>{raw}</pubDate></item>"), timezone=timezone)
+    assert iso(feed.items[0].published) == expected
+
+
+@pytest.mark.parametrize(
     ("raw", "expected"),
     [
         ("Tom &amp; Jerry", "Tom & Jerry"),

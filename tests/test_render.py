@@ -736,3 +736,87 @@ def test_jekyll_content_is_block_html_only(content: str, block: str) -> None:
 def test_jekyll_content_of_whitespace_alone_is_left_out() -> None:
     item = replace(cjk_item(), summary="", content=" \n ")
     assert len(_jekyll_blocks(item)) == 2  # the original URL and the back links
+
+
+# --- embeds, srcset, links and titles (site.iframe_hosts) ---------------------------------------
+
+EMBED_SITE = replace(SITE, iframe_hosts=("www.youtube-nocookie.com", "player.vimeo.com"))
+EMBED_CONTENT = (
+    '<p>Watch:</p><iframe src="https://www.youtube-nocookie.com/embed/abc" width="560" height="315" '
+    'onload="steal()" style="border:0" allowfullscreen><script>alert(1)</script></iframe>'
+    '<iframe src="http://player.vimeo.com/video/1">plain http</iframe>'
+    '<iframe src="https://evil.example/embed">other host</iframe>'
+    '<iframe src="/embed/relative">relative</iframe>'
+    '<iframe src="javascript:alert(3)">scheme</iframe>'
+    '<img src="img/a.png" srcset="img/a.png 1x, /img/b.png 2x, data:image/png;base64,AA 3x" alt="chart">'
+    '<p><a href="../other.html" target="_blank">related</a> '
+    '<a href="data:text/html,&lt;script&gt;alert(4)&lt;/script&gt;">data</a></p>'
+)
+
+
+def embed_item() -> StoredItem:
+    return _item(
+        7,
+        title='<script>alert("t")</script> Embeds & "frames"',
+        url="https://video.example.com/news/2022/embeds.html",
+        category="tech",
+        published=datetime(2022, 3, 14, 10, 0, tzinfo=CST),
+        content=EMBED_CONTENT,
+    )
+
+
+def _content_of_page(site: SiteConfig, item: StoredItem) -> lxml.html.HtmlElement:
+    return _parse_page(render_archive_page(site, item)).find_class("content")[0]
+
+
+def test_only_https_iframes_from_allowed_hosts_survive_and_empty() -> None:
+    content = _content_of_page(EMBED_SITE, embed_item())
+    [frame] = content.xpath(".//iframe")
+    assert frame.get("src") == "https://www.youtube-nocookie.com/embed/abc"
+    assert dict(frame.attrib) == {
+        "src": "https://www.youtube-nocookie.com/embed/abc",
+        "width": "560",
+        "height": "315",
+        "allowfullscreen": "",
+    }
+    assert len(frame) == 0 and not (frame.text or "").strip()
+    page = render_archive_page(EMBED_SITE, embed_item())
+    article = lxml.html.tostring(content, encoding="unicode")
+    for forbidden in ("alert(", "evil.example", "plain http", "/embed/relative", "onload", "javascript:"):
+        assert forbidden not in article
+    assert "other host" not in page  # nor in the description taken from the content
+
+
+def test_without_allowed_hosts_every_iframe_goes() -> None:
+    assert _content_of_page(replace(SITE, iframe_hosts=()), embed_item()).xpath(".//iframe") == []
+
+
+def test_relative_urls_resolve_against_the_article_and_links_get_rel() -> None:
+    content = _content_of_page(EMBED_SITE, embed_item())
+    [image] = content.xpath(".//img")
+    assert image.get("src") == "https://video.example.com/news/2022/img/a.png"
+    assert image.get("srcset") == (
+        "https://video.example.com/news/2022/img/a.png 1x, https://video.example.com/img/b.png 2x"
+    )
+    links = content.xpath(".//a")
+    assert [(a.get("href"), a.get("rel"), a.get("target")) for a in links] == [
+        ("https://video.example.com/news/other.html", "noopener noreferrer", None),
+        (None, "noopener noreferrer", None),  # a data: link loses its href
+    ]
+
+
+def test_titles_are_plain_text_on_pages_index_and_atom() -> None:
+    item = embed_item()
+    page = _parse_page(render_archive_page(EMBED_SITE, item))
+    assert page.findtext(".//h1") == item.title
+    assert page.findtext(".//title").startswith(item.title)
+    assert page.xpath("//script") == []
+    [(_, index)] = render_index_pages(EMBED_SITE, Listing("home", "", LABELS.home), [item])
+    assert _parse_page(index).xpath("//h2/a/text()") == [item.title]
+    feed = etree.fromstring(render_atom(EMBED_SITE, Listing("home", "", LABELS.home), [item]))
+    [title] = feed.findall(f"{ATOM}entry/{ATOM}title")
+    assert (title.text, title.get("type", "text")) == (item.title, "text")
+    [entry_content] = feed.findall(f"{ATOM}entry/{ATOM}content")
+    assert lxml.html.fragment_fromstring(entry_content.text, create_parent="div").xpath(".//iframe/@src") == [
+        "https://www.youtube-nocookie.com/embed/abc"
+    ]

@@ -124,7 +124,7 @@ def _add_entry(feed: Any, site: SiteConfig, item: StoredItem) -> None:
             entry.author(name=name)
     if summary := _xml(plain_text(item.summary)):
         entry.summary(summary)
-    if content := _xml(sanitize_html(item.content, item.url)):
+    if content := _xml(sanitize_html(item.content, item.url, site.iframe_hosts)):
         entry.content(content, type="html")
     for slug in item.categories:
         entry.category(

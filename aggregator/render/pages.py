@@ -174,7 +174,7 @@ def render_archive_page(site: SiteConfig, item: StoredItem) -> str:
         categories=[_listing_link(site, _category_listing(site, slug)) for slug in item.categories],
         tags=[_listing_link(site, Listing("tag", tag, tag)) for tag in item.tags],
         summary=summary,
-        content=Markup(sanitize_html(item.content, item.url)),  # sanitized just now
+        content=Markup(sanitize_html(item.content, item.url, site.iframe_hosts)),  # sanitized just now
         original_url=http_url(item.url),
         back_to_category=_listing_link(
             site, category, site.labels.back_to_category.format(title=category.title)
@@ -275,7 +275,7 @@ def render_jekyll_post(site: SiteConfig, item: StoredItem) -> tuple[str, str]:
     blocks = []
     if summary := _summary(item):
         blocks.append("> " + _markdown_text(summary))
-    if content := _kramdown_html(sanitize_html(item.content, item.url)):
+    if content := _kramdown_html(sanitize_html(item.content, item.url, site.iframe_hosts)):
         blocks.append(content)
     if original := http_url(item.url):
         blocks.append(f"<{_autolink_url(original)}>")
