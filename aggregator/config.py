@@ -30,7 +30,7 @@ from sqlalchemy.exc import ArgumentError
 
 from .errors import ConfigError
 from .layout import RESERVED_FOLDERS
-from .models import Category, FetchPolicy, Labels, SiteConfig, SourceConfig
+from .models import Category, FetchPolicy, FullContentSpec, Labels, SiteConfig, SourceConfig
 
 DEFAULT_CONFIG_PATH = Path("config/sources.yaml")
 CONFIG_ENV = "AGGREGATOR_CONFIG"
@@ -202,6 +202,38 @@ class CategoryModel(_Strict):
     title: str = Field(min_length=1)
 
 
+class FullContentModel(_Strict):
+    """A source's `full_content:` mapping (`true` means all defaults: readability)."""
+
+    selector: str | None = None
+    remove: list[str] = Field(default_factory=list)
+    update: bool = False
+    concurrency: int = Field(default=4, ge=1, le=32)
+
+    @field_validator("selector")
+    @classmethod
+    def _selector(cls, value: str | None) -> str | None:
+        return None if value is None else _check_selector(value)
+
+    @field_validator("remove")
+    @classmethod
+    def _remove(cls, value: list[str]) -> list[str]:
+        for selector in value:
+            if selector.startswith("/"):
+                raise ValueError(f"remove: {selector!r}: use CSS selectors here")
+            _check_selector(selector)
+        return value
+
+    def spec(self) -> FullContentSpec:
+        return FullContentSpec(self.selector, tuple(self.remove), self.update, self.concurrency)
+
+
+def _check_selector(value: str) -> str:
+    from .extract import check_selector  # lxml and readability are loaded only for sources that use them
+
+    return check_selector(value)
+
+
 class SourceModel(_Strict):
     name: str
     url: str
@@ -211,6 +243,8 @@ class SourceModel(_Strict):
     timeout: Duration | None = None
     timezone: str | None = None
     keep_source_tags: bool = False
+    full_content: bool | FullContentModel = False
+    allow_private: bool = False
 
     @field_validator("url")
     @classmethod
@@ -347,6 +381,12 @@ def _resolve_database_url(value: str, base: Path) -> str:
     return url.render_as_string(hide_password=False)
 
 
+def _full_content(value: bool | FullContentModel) -> FullContentSpec | None:
+    if isinstance(value, FullContentModel):
+        return value.spec()
+    return FullContentSpec() if value else None
+
+
 def _build(path: Path, model: ConfigModel) -> Config:
     site_model = model.site
     labels = LABELS_BY_LANGUAGE.get(site_model.language.split("-")[0].lower(), LABELS_BY_LANGUAGE["en"])
@@ -387,6 +427,8 @@ def _build(path: Path, model: ConfigModel) -> Config:
                 max_bytes=defaults.max_size,
                 max_redirects=defaults.max_redirects,
             ),
+            full_content=_full_content(source.full_content),
+            allow_private=source.allow_private,
         )
         for source in model.sources
     )

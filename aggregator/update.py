@@ -21,11 +21,12 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from . import schedule
+from .articles import with_full_articles
 from .errors import FetchError, ParseError, StoreError
 from .fetch import fetch, make_session
 from .models import Fetched, ParsedFeed, SourceConfig, SourceState, UpdateResult
@@ -307,7 +308,8 @@ def update_sources(
             remaining = [name for name in remaining if name not in claimed]
             states = {name: store.source_state(name) for name in batch}
             futures = [
-                (by_name[name], pool.submit(_guarded, by_name[name], states[name], limits)) for name in batch
+                (by_name[name], pool.submit(_guarded, by_name[name], states[name], limits, store))
+                for name in batch
             ]
             for source, future in futures:
                 results.append(
@@ -321,10 +323,13 @@ def update_sources(
     return results
 
 
-def _guarded(source: SourceConfig, state: SourceState, limits: HostLimits) -> _Outcome:
+def _guarded(source: SourceConfig, state: SourceState, limits: HostLimits, store: Store) -> _Outcome:
     """Run in a worker: never raises, so a bug in one source cannot hide another's result."""
     try:
-        return _fetch_and_parse(source, state, limits)
+        outcome = _fetch_and_parse(source, state, limits)
+        if outcome.feed is None or source.full_content is None:
+            return outcome
+        return replace(outcome, feed=with_full_articles(store, source, outcome.feed, limits.slot))
     except Exception as error:  # a bug, not a bad source: keep the traceback
         log.exception("unexpected error while polling source=%s", source.name)
         return _Outcome(
