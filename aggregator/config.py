@@ -228,6 +228,15 @@ class FullContentModel(_Strict):
         return FullContentSpec(self.selector, tuple(self.remove), self.update, self.concurrency)
 
 
+def _full_content_shorthand(value: object) -> object:
+    """`true` is every default (readability), `false` none at all."""
+    if isinstance(value, bool):
+        return {} if value else None
+    if value is not None and not isinstance(value, dict):
+        raise ValueError("expected true, false or a mapping (selector, remove, update, concurrency)")
+    return value
+
+
 def _check_selector(value: str) -> str:
     from .extract import check_selector  # lxml and readability are loaded only for sources that use them
 
@@ -243,7 +252,7 @@ class SourceModel(_Strict):
     timeout: Duration | None = None
     timezone: str | None = None
     keep_source_tags: bool = False
-    full_content: bool | FullContentModel = False
+    full_content: Annotated[FullContentModel | None, BeforeValidator(_full_content_shorthand)] = None
     allow_private: bool = False
 
     @field_validator("url")
@@ -381,12 +390,6 @@ def _resolve_database_url(value: str, base: Path) -> str:
     return url.render_as_string(hide_password=False)
 
 
-def _full_content(value: bool | FullContentModel) -> FullContentSpec | None:
-    if isinstance(value, FullContentModel):
-        return value.spec()
-    return FullContentSpec() if value else None
-
-
 def _build(path: Path, model: ConfigModel) -> Config:
     site_model = model.site
     labels = LABELS_BY_LANGUAGE.get(site_model.language.split("-")[0].lower(), LABELS_BY_LANGUAGE["en"])
@@ -427,7 +430,7 @@ def _build(path: Path, model: ConfigModel) -> Config:
                 max_bytes=defaults.max_size,
                 max_redirects=defaults.max_redirects,
             ),
-            full_content=_full_content(source.full_content),
+            full_content=source.full_content.spec() if source.full_content else None,
             allow_private=source.allow_private,
         )
         for source in model.sources

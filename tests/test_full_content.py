@@ -16,11 +16,13 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
-from lxml import html
+from lxml import etree, html
 
-from aggregator.errors import FetchError
+from aggregator.config import load_config
+from aggregator.errors import ConfigError, FetchError
+from aggregator.extract import extract_article
 from aggregator.fetch import address_refusal, fetch, make_session
-from aggregator.models import FetchPolicy
+from aggregator.models import FetchPolicy, FullContentSpec
 from tests.feedserver import FeedServer
 from tests.httpserver import LoopbackServer, respond
 from tests.sample_feeds import Article, rss2
@@ -350,3 +352,57 @@ def test_a_redirect_hop_is_checked_when_it_connects() -> None:
                 assert fetch(session, redirector.url("/story"), POLICY).body == b"internal"
     assert str(refused.value) == f"refused to connect to 127.0.0.2 (private address) for {target}"
     assert [seen.path for seen in redirector.seen] == ["/story", "/story"]
+
+
+# -- configuration and the pure extractor --------------------------------------------------
+
+
+def write_config(tmp_path: Path, full_content: str) -> Path:
+    config = tmp_path / "sources.yaml"
+    config.write_text(
+        f"""
+site: {{title: Full, base_url: "{BASE_URL}"}}
+sources:
+  - {{name: plain, url: "https://news.example.com/feed.xml", category: news}}
+  - {{name: em, url: "https://news.example.com/em.xml", category: news, full_content: {full_content}}}
+""",
+        encoding="utf-8",
+    )
+    return config
+
+
+def test_config_full_content_forms(tmp_path: Path) -> None:
+    plain, readability = load_config(write_config(tmp_path, "true")).sources
+    assert plain.full_content is None and not plain.allow_private
+    assert readability.full_content == FullContentSpec()
+    _, by_selector = load_config(
+        write_config(tmp_path, '{selector: "#ContentBody", remove: [".ad", script], update: true}')
+    ).sources
+    assert by_selector.full_content == FullContentSpec("#ContentBody", (".ad", "script"), update=True)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('{selector: "div["}', "source 'em': full_content.selector: invalid selector 'div['"),
+        ("{remove: [p::text]}", "invalid selector 'p::text'"),
+        ("{selector: x, depth: 3}", "depth: unknown key"),
+        ("{concurrency: 0}", "full_content.concurrency: Input should be greater than or equal to 1"),
+        ("yes please", "full_content: expected true, false or a mapping"),
+    ],
+)
+def test_config_rejects_bad_full_content(tmp_path: Path, value: str, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config(write_config(tmp_path, value))
+    assert message in str(error.value)
+
+
+def test_xpath_selector_and_conflicting_charsets() -> None:
+    page = article_page("标题", ["第一段：朱镕基旧居开放。", "第二段。"], charset="gbk").encode("gb18030")
+    # The server says UTF-8, which these bytes are not: the page's own <meta charset> is used.
+    article = extract_article(
+        page, {"content-type": "text/html; charset=utf-8"}, "https://news.example.com/a/1.html",
+        FullContentSpec(selector='//div[@id="ContentBody"]', remove=(".ad",)),
+    )  # fmt: skip
+    text = " ".join(etree.HTML(article).xpath("string()").split())
+    assert "第一段：朱镕基旧居开放。" in text and "第二段。" in text and AD not in text
