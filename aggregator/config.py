@@ -33,7 +33,16 @@ from .charset import is_known_encoding
 from .errors import ConfigError
 from .filters import SourceFilters, compile_filters
 from .layout import RESERVED_FOLDERS
-from .models import DEFAULT_MAX_PAGES, Category, FetchPolicy, Labels, ListingSpec, SiteConfig, SourceConfig
+from .models import (
+    DEFAULT_MAX_PAGES,
+    Category,
+    FetchPolicy,
+    FullContentSpec,
+    Labels,
+    ListingSpec,
+    SiteConfig,
+    SourceConfig,
+)
 
 DEFAULT_CONFIG_PATH = Path("config/sources.yaml")
 CONFIG_ENV = "AGGREGATOR_CONFIG"
@@ -228,6 +237,47 @@ class ListingFieldsModel(_Strict):
     tags: str | None = Field(default=None, min_length=1)
 
 
+class FullContentModel(_Strict):
+    """A source's `full_content:` mapping (`true` means all defaults: readability)."""
+
+    selector: str | None = None
+    remove: list[str] = Field(default_factory=list)
+    update: bool = False
+    concurrency: int = Field(default=4, ge=1, le=32)
+
+    @field_validator("selector")
+    @classmethod
+    def _selector(cls, value: str | None) -> str | None:
+        return None if value is None else _check_selector(value)
+
+    @field_validator("remove")
+    @classmethod
+    def _remove(cls, value: list[str]) -> list[str]:
+        for selector in value:
+            if selector.startswith("/"):
+                raise ValueError(f"remove: {selector!r}: use CSS selectors here")
+            _check_selector(selector)
+        return value
+
+    def spec(self) -> FullContentSpec:
+        return FullContentSpec(self.selector, tuple(self.remove), self.update, self.concurrency)
+
+
+def _full_content_shorthand(value: object) -> object:
+    """`true` is every default (readability), `false` none at all."""
+    if isinstance(value, bool):
+        return {} if value else None
+    if value is not None and not isinstance(value, dict):
+        raise ValueError("expected true, false or a mapping (selector, remove, update, concurrency)")
+    return value
+
+
+def _check_selector(value: str) -> str:
+    from .extract import check_selector  # lxml and readability are loaded only for sources that use them
+
+    return check_selector(value)
+
+
 class SourceModel(_Strict):
     name: str
     url: str
@@ -262,6 +312,10 @@ class SourceModel(_Strict):
         if value is not None and not is_known_encoding(value):
             raise ValueError(f"unknown encoding {value!r} (use a codec name such as 'gb18030' or 'big5')")
         return value
+
+    # full articles (README "Full articles"): fetch each new item's page
+    full_content: Annotated[FullContentModel | None, BeforeValidator(_full_content_shorthand)] = None
+    allow_private: bool = False
 
     @field_validator("url")
     @classmethod
@@ -505,6 +559,8 @@ def _build(path: Path, model: ConfigModel) -> Config:
             listing=_listing_spec(source),
             encoding=source.encoding,
             filters=_filters(path, source),
+            full_content=source.full_content.spec() if source.full_content else None,
+            allow_private=source.allow_private,
         )
         for source in model.sources
     )

@@ -4,7 +4,8 @@
     ├── ConfigError          the YAML config is missing, malformed or invalid
     ├── FetchError           a source could not be fetched (network, HTTP status, limits)
     ├── ParseError           fetched bytes are not a usable RSS/Atom document
-    └── StoreError           the database is unreachable or refused an operation
+    ├── StoreError           the database is unreachable or refused an operation
+    └── ExtractError         no article could be taken from an item's page (full_content)
 
 A failing source is recorded as data (error count, message, backoff); these
 exceptions only cross the boundary of one source's update or of the CLI.
@@ -41,3 +42,7 @@ class ParseError(AggregatorError):
 
 class StoreError(AggregatorError):
     """The database cannot be reached or used."""
+
+
+class ExtractError(AggregatorError):
+    """An item's page holds no article we can take; the item keeps the source's content."""

@@ -14,11 +14,12 @@ HTTPConnection._new_conn, the hook urllib3's own connect() calls.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any
@@ -29,23 +30,32 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import NameResolutionError
+from urllib3.util.connection import allowed_gai_family
 
 from .errors import FetchError
 from .models import Fetched, FetchPolicy, SourceState
 
 _CHUNK_SIZE = 64 * 1024  # decoded bytes per read; also bounds what one read decompresses
 
+AddressRefusal = Callable[[str], str | None]  # an IP address -> why not to connect to it, or None
 
-def make_session(policy: FetchPolicy) -> requests.Session:
+
+def make_session(policy: FetchPolicy, *, refuse_address: AddressRefusal | None = None) -> requests.Session:
     """A session that identifies us and behaves the same on every machine.
 
     trust_env is off so that proxy variables, ~/.netrc credentials and CA
     bundles from the environment neither change where a request goes nor
     send credentials to a source. Its adapter lets `fetch` hold every
     connection to its deadline, from the moment the socket is connected.
+
+    With `refuse_address` (normally `address_refusal`), every connection, on
+    every redirect hop, first resolves its host and refuses to connect when
+    an address it resolved to is refused: the check is on the address
+    actually connected to, so neither a redirect nor DNS rebinding gets round it.
     """
     session = requests.Session()
-    adapter = _Adapter()
+    adapter = _Adapter(refuse_address)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.trust_env = False
@@ -277,10 +287,11 @@ class _Watch:
     report from; only the deadline itself is shared with the watchdog thread.
     """
 
-    __slots__ = ("deadline",)
+    __slots__ = ("deadline", "refuse_address")
 
-    def __init__(self) -> None:
+    def __init__(self, refuse_address: AddressRefusal | None = None) -> None:
         self.deadline: _Deadline | None = None
+        self.refuse_address = refuse_address  # the session's, fixed: not per fetch
 
     def socket(self, sock: socket.socket) -> None:
         if self.deadline is not None:
@@ -320,11 +331,41 @@ class _WatchedHTTPConnection(HTTPConnection):
         timeout = self.timeout
         self.timeout = self._watch.connect_timeout(timeout)
         try:
-            sock = super()._new_conn()
+            refuse = self._watch.refuse_address
+            sock = super()._new_conn() if refuse is None else self._new_checked_conn(refuse)
         finally:
             self.timeout = timeout
         self._watch.socket(sock)
         return sock
+
+    def _new_checked_conn(self, refuse: AddressRefusal) -> socket.socket:
+        """super()._new_conn() to the addresses the host resolves to, once each is allowed.
+
+        The host is resolved here, once, and the socket connects to exactly the
+        address checked (urllib3 connects to `_dns_host`; `host`, which TLS and
+        the Host header use, is left alone).
+        """
+        try:
+            found = socket.getaddrinfo(self._dns_host, self.port, allowed_gai_family(), socket.SOCK_STREAM)
+        except socket.gaierror as error:
+            raise NameResolutionError(self.host, self, error) from error
+        addresses = list(dict.fromkeys(str(sockaddr[0]) for *_, sockaddr in found))
+        for address in addresses:
+            reason = refuse(address)
+            if reason is not None:
+                raise _RefusedAddress(f"refused to connect to {address} ({reason})")
+        host = self._dns_host
+        failure: urllib3.exceptions.HTTPError | None = None
+        for address in addresses:  # like urllib3: the next address when one does not answer
+            self._dns_host = address
+            try:
+                return super()._new_conn()
+            except urllib3.exceptions.NewConnectionError as error:  # ConnectTimeoutError: time is up
+                failure = error
+            finally:
+                self._dns_host = host
+        assert failure is not None  # getaddrinfo returns at least one address or raises
+        raise failure
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         if self.sock is not None:  # kept alive from an earlier request; a new one reports in _new_conn
@@ -364,20 +405,54 @@ class _WatchingPoolManager(urllib3.PoolManager):
         return super()._new_pool(scheme, host, port, context)
 
 
+class _RefusedAddress(urllib3.exceptions.HTTPError):
+    """A connection refused by the session's `refuse_address`; urllib3 and requests pass it on as it is."""
+
+
+def address_refusal(address: str) -> str | None:
+    """Why not to connect to `address` ("loopback address"), or None for a global unicast address.
+
+    Loopback, private (RFC 1918, ULA), link-local (cloud metadata services),
+    multicast, unspecified, reserved and every other non-global range;
+    an IPv4-mapped IPv6 address is judged by its IPv4 address.
+    """
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_global and not ip.is_multicast:  # 224.0.0.0/4 counts as global for ipaddress
+        return None
+    kinds = (
+        ("loopback", ip.is_loopback),
+        ("link-local", ip.is_link_local),
+        ("multicast", ip.is_multicast),
+        ("unspecified", ip.is_unspecified),
+        ("private", ip.is_private),
+        ("reserved", ip.is_reserved),
+    )
+    return next((f"{kind} address" for kind, applies in kinds if applies), "non-global address")
+
+
 class _Adapter(HTTPAdapter):
     """requests' adapter with a pool manager whose connections report to `self.watch`.
 
     Proxies stay unused: the session ignores the environment and sets none.
     """
 
-    def __init__(self) -> None:
-        self.watch = _Watch()  # before super().__init__, which calls init_poolmanager
+    def __init__(self, refuse_address: AddressRefusal | None = None) -> None:
+        self.watch = _Watch(refuse_address)  # before super().__init__, which calls init_poolmanager
         self.watchdog = _Watchdog()
         super().__init__()
 
     def close(self) -> None:
         self.watchdog.close()
         super().close()
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        """Send one hop; a refused address becomes a FetchError naming that hop's URL."""
+        try:
+            return super().send(request, *args, **kwargs)
+        except _RefusedAddress as refused:
+            raise FetchError(f"{refused} for {request.url}") from None
 
     def init_poolmanager(
         self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any

@@ -57,6 +57,16 @@ class ListingSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class FullContentSpec:
+    """How to take the whole article from each new item's page (a source's `full_content:`)."""
+
+    selector: str | None = None  # CSS selector (XPath if it starts with "/"); None: readability
+    remove: tuple[str, ...] = ()  # CSS selectors of boilerplate removed inside what was selected
+    update: bool = False  # fetch the page again when the source changes an item it filed
+    concurrency: int = 4  # pages of one source fetched at once
+
+
+@dataclass(frozen=True, slots=True)
 class SourceConfig:
     """One source as configured in YAML, after validation and defaults."""
 
@@ -71,6 +81,8 @@ class SourceConfig:
     listing: ListingSpec | None = None  # kind html or json; None for an RSS/Atom feed
     encoding: str | None = None  # overrides every charset the server or document declares
     filters: SourceFilters | None = None  # include/exclude/rewrite, compiled at config load
+    full_content: FullContentSpec | None = None  # None: keep the content the source gives
+    allow_private: bool = False  # article pages may be on loopback, private or other non-global addresses
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +186,9 @@ class Item:
     updated: datetime | None  # aware, with the publisher's UTC offset
     authors: tuple[str, ...]
     tags: tuple[str, ...]  # the source's own categories, when the source keeps them
+    # The source's own content when `content` is the article taken from its page (full_content):
+    # the item's version is hashed from it, so a later poll that does not fetch the page sees no change.
+    feed_content: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +284,7 @@ __all__ = [
     "Category",
     "FetchPolicy",
     "Fetched",
+    "FullContentSpec",
     "Item",
     "Labels",
     "ListingSpec",

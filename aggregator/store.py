@@ -306,11 +306,14 @@ def _with_offset(moment: datetime, minutes: int) -> datetime:
 
 
 def _content_hash(item: Item) -> str:
-    """What makes an item "changed"; the link is left out (its tracking variants are one item)."""
+    """What makes an item "changed"; the link is left out (its tracking variants are one item).
+
+    The source's own content counts, not an article taken from the item's page (full_content).
+    """
     fields = [
         item.title,
         item.summary,
-        item.content,
+        item.content if item.feed_content is None else item.feed_content,
         json.dumps(item.authors, ensure_ascii=False),
         item.published.isoformat() if item.published else "",
         item.updated.isoformat() if item.updated else "",
@@ -365,6 +368,8 @@ def _new_item_values(
 def _changed_values(source: SourceConfig, item: Item, content_hash: str, now: datetime) -> dict[str, Any]:
     """The columns a source's new version of an item replaces; identity stays."""
     values = _content_values(item, content_hash, item.updated or now.astimezone(ZoneInfo(source.timezone)))
+    if source.full_content is not None and item.feed_content is None:
+        del values["content"]  # the page was not fetched again: the article stored stays
     if is_future(item.published, now):  # keep the time it was filed under; note what the publisher says
         assert item.published is not None
         values["published_raw"] = item.published.isoformat()
@@ -617,6 +622,37 @@ class Store:
             if feed is not None and feed.items:
                 new, updated = self._merge_items(conn, source, source_id, feed.items, poll.polled_at)
         return SaveResult(new=new, updated=updated, seen=len(feed.items) if feed is not None else 0)
+
+    def new_and_changed(self, source: SourceConfig, items: Sequence[Item]) -> tuple[set[str], set[str]]:
+        """(url keys of `items` not stored yet, those this source filed and now brings in a new version).
+
+        Read-only, for full_content to fetch only the pages it needs; the same
+        comparison as record_poll's, which stays the one that decides.
+        """
+        batch = {item.url_key: _storable(item) for item in reversed(items)}  # the first occurrence wins
+        stored: dict[str, str | None] = {}
+        with self._begin() as conn:
+            for chunk in _chunks(list(batch), 500):
+                query = (
+                    select(items_table.c.url_key, item_sources_table.c.content_hash)
+                    .select_from(items_table)
+                    .outerjoin(sources_table, sources_table.c.id == items_table.c.source_id)
+                    .outerjoin(
+                        item_sources_table,
+                        (item_sources_table.c.item_id == items_table.c.id)
+                        & (item_sources_table.c.source_id == items_table.c.source_id)
+                        & (sources_table.c.name == source.name),
+                    )
+                    .where(items_table.c.url_key.in_(chunk))
+                )
+                stored |= {row.url_key: row.content_hash for row in conn.execute(query)}
+        new = {key for key in batch if key not in stored}
+        changed = {
+            key
+            for key, version in stored.items()
+            if version is not None and version != _content_hash(batch[key])
+        }
+        return new, changed
 
     def enable(self, name: str) -> bool:
         """Re-enable a source disabled by a 410 and poll it at the next tick; False if unknown."""

@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from . import schedule
+from .articles import with_full_articles
 from .dating import FUTURE_TOLERANCE, is_future
 from .errors import FetchError, ParseError, StoreError
 from .fetch import SessionPool, fetch
@@ -381,7 +382,7 @@ def update_sources(
                 break
             remaining = [name for name in remaining if name not in states]
             futures = [
-                (by_name[name], state, pool.submit(_guarded, by_name[name], state, limits, sessions))
+                (by_name[name], state, pool.submit(_guarded, by_name[name], state, limits, sessions, store))
                 for name, state in states.items()
             ]
             unchanged = []
@@ -401,10 +402,15 @@ def update_sources(
     return results
 
 
-def _guarded(source: SourceConfig, state: SourceState, limits: HostLimits, sessions: SessionPool) -> _Outcome:
+def _guarded(
+    source: SourceConfig, state: SourceState, limits: HostLimits, sessions: SessionPool, store: Store
+) -> _Outcome:
     """Run in a worker: never raises, so a bug in one source cannot hide another's result."""
     try:
-        return _fetch_and_parse(source, state, limits, sessions)
+        outcome = _fetch_and_parse(source, state, limits, sessions)
+        if outcome.feed is None or source.full_content is None:
+            return outcome
+        return replace(outcome, feed=with_full_articles(store, source, outcome.feed, limits.slot))
     except Exception as error:  # a bug, not a bad source: keep the traceback
         log.exception("unexpected error while polling source=%s", source.name)
         return _Outcome(
