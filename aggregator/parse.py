@@ -499,8 +499,8 @@ def _lxml_rss_item(el: Any, *, rss10: bool) -> _RawEntry:
         if any(name != f"{{{_RDF}}}about" and name not in _XML_ATTRIBUTES for name in el.attrib):
             raise _Defer
         entry.id = el.get(f"{{{_RDF}}}about") or ""
-        if "&" in entry.id:
-            raise _Defer
+        if _ENTITY_LIKE.search(entry.id):
+            raise _Defer  # as in _attribute: an entity left after parsing is decoded again, or not
         ns = el.tag[: -len("item")]
     else:
         if any(name not in _XML_ATTRIBUTES for name in el.attrib):

@@ -985,7 +985,12 @@ def test_generated_feeds_lxml_reader_matches_feedparser(
     "body",
     [
         big_atom(50).replace(b'.html"/>', b'.html?utm_source=feed&amp;utm_medium=atom"/>'),
-        big_rss10(50).replace(b".html</link>", b".html?utm_source=feed&amp;utm_medium=rdf</link>"),
+        big_rss10(50)
+        .replace(b".html</link>", b".html?utm_source=feed&amp;utm_medium=rdf</link>")
+        .replace(
+            b'<item rdf:about="https://rdf.example.com/',
+            b'<item rdf:about="https://rdf.example.com/?p=1&amp;i=',
+        ),
         big_rss20(50).replace(b"</link>", b"?a=1&amp;b=2</link>"),
     ],
     ids=["atom-href", "rdf-about", "rss-link"],
