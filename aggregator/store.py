@@ -693,6 +693,7 @@ class Store:
         new_links: list[dict[str, Any]] = []
         new_labels: list[dict[str, Any]] = []
         changed_links: list[dict[str, Any]] = []
+        relabelled: list[dict[str, Any]] = []
         updated = 0
         for key, item in batch.items():
             item_id = inserted.get(key) or ids[key]
@@ -708,14 +709,17 @@ class Store:
             if key in inserted:
                 continue
             source_changed = previous is not None and previous != hashes[key] and filers[item_id] == source_id
-            if source_changed or missing or previous is None:
-                values = _changed_values(source, item, hashes[key], now) if source_changed else {}
+            if source_changed:
                 conn.execute(
                     update(items_table)
                     .where(items_table.c.id == item_id)
-                    .values(revision=items_table.c.revision + 1, **values)
+                    .values(
+                        revision=items_table.c.revision + 1, **_changed_values(source, item, hashes[key], now)
+                    )
                 )
-                updated += source_changed
+                updated += 1
+            elif missing or previous is None:
+                relabelled.append({"b_item_id": item_id})  # another source's item gains this one's labels
         insert = _insert_for(conn)
         if new_links:
             conn.execute(insert(item_sources_table).on_conflict_do_nothing(), new_links)
@@ -731,6 +735,13 @@ class Store:
             )
         if new_labels:
             conn.execute(insert(item_labels_table).on_conflict_do_nothing(), new_labels)
+        if relabelled:  # its pages and listings are published again
+            conn.execute(
+                update(items_table)
+                .where(items_table.c.id == bindparam("b_item_id"))
+                .values(revision=items_table.c.revision + 1),
+                relabelled,
+            )
         return len(inserted), updated
 
     def _item_ids(
