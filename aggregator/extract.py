@@ -2,7 +2,8 @@
 
 The page's boilerplate (`remove:` selectors) is dropped first; then the
 article is what a CSS selector (or an XPath expression, starting with "/")
-matches when the source names one, otherwise what is found by
+matches when the source names one (the content of a lone <div>, <section>,
+<article> or <main> match, which is the article's box), otherwise what is found by
 readability-lxml, a port of Arc90's Readability (see docs/design.md for why
 not trafilatura). The HTML is kept raw, like a feed's content: it is
 sanitized when rendered. Links are made absolute here, against the page's own
@@ -12,6 +13,7 @@ URL (and its <base href>), because after a redirect that is not the item's URL.
 from __future__ import annotations
 
 import codecs
+import html
 import re
 from collections.abc import Mapping, Sequence
 
@@ -31,6 +33,9 @@ _META_WINDOW = 4096  # HTML requires the <meta charset> within the first 1024 by
 # Pages labelled GB2312 or GBK routinely hold characters only their superset GB18030 has.
 _SUPERSETS = {"gb2312": "gb18030", "gbk": "gb18030"}
 _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+# A single match of one of these is the box the article sits in (`#ContentBody`), not part of
+# it: the article is what it holds. Its tag carries only the publisher's layout (id, class).
+_WRAPPERS = frozenset({"div", "section", "article", "main", "body"})
 
 
 def extract_article(body: bytes, headers: Mapping[str, str], url: str, spec: FullContentSpec) -> str:
@@ -114,9 +119,17 @@ def _by_selector(document: lxml.html.HtmlElement, url: str, selector: str) -> st
     outermost = [node for node in found if not any(parent in chosen for parent in node.iterancestors())]
     if not _has_content(outermost):
         raise ExtractError(f"selector '{selector}' matched only empty elements on {url}")
+    if len(outermost) == 1 and outermost[0].tag in _WRAPPERS:
+        return _inner_html(outermost[0])
     return "".join(
         lxml.html.tostring(node, encoding="unicode", method="html", with_tail=False) for node in outermost
     )
+
+
+def _inner_html(node: lxml.html.HtmlElement) -> str:
+    """What an element holds, without its own tag: its text, then each child with the text after it."""
+    children = (lxml.html.tostring(child, encoding="unicode", method="html") for child in node)
+    return (html.escape(node.text or "", quote=False) + "".join(children)).strip()
 
 
 def _by_readability(document: lxml.html.HtmlElement, url: str) -> str:

@@ -406,3 +406,24 @@ def test_xpath_selector_and_conflicting_charsets() -> None:
     )  # fmt: skip
     text = " ".join(etree.HTML(article).xpath("string()").split())
     assert "第一段：朱镕基旧居开放。" in text and "第二段。" in text and AD not in text
+
+
+@pytest.mark.parametrize(
+    ("selector", "article"),
+    [
+        # The article's box: what it holds, without the publisher's id and classes on a wrapper.
+        ("#ContentBody", 'Lead &amp; text<p>One.</p><!-- c --><p>Two <a href="https://e.test/x">x</a></p>'),
+        ("//section", "<p>S.</p>"),
+        # Several matches are the article's parts, each whole; so is a lone element with its own meaning.
+        ("p.part", '<p class="part">A</p><p class="part">B</p>'),
+        ("ul.facts", '<ul class="facts"><li>F</li></ul>'),
+    ],
+)
+def test_selector_takes_the_content_of_a_lone_wrapper(selector: str, article: str) -> None:
+    page = (
+        '<html><body><div id="ContentBody" class="txtinfos">\n  Lead &amp; text<p>One.</p><!-- c -->'
+        '<p>Two <a href="/x">x</a></p>\n</div><section class="more"><p>S.</p></section>'
+        '<p class="part">A</p><p class="part">B</p><ul class="facts"><li>F</li></ul></body></html>'
+    )
+    spec = FullContentSpec(selector=selector)
+    assert extract_article(page.encode(), {}, "https://e.test/a/1.html", spec) == article

@@ -4,7 +4,6 @@ with feedparser; pages parsed back; the Jekyll post rebuilt from the seed."""
 from __future__ import annotations
 
 import io
-import re
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
@@ -22,19 +21,23 @@ from aggregator.render.atom import EMPTY_FEED_UPDATED, render_atom
 from aggregator.render.html import http_url, sanitize_html
 from aggregator.render.pages import render_archive_page, render_index_pages, render_jekyll_post
 from aggregator.text import plain_text, shorten
+from tests.seed import (
+    SEED_TAG,
+    SEED_TAG_PATH,
+    SEED_TITLE,
+    SEED_URL,
+    seed_content,
+    seed_content_as_sanitized,
+    seed_summary,
+    seed_text,
+)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 ATOM_RNG = SHARED / "schemas" / "atom.rng"
-SEED_POST = SHARED / "seed" / "example-archive-page.md"
 ATOM = "{http://www.w3.org/2005/Atom}"
 
 CST = timezone(timedelta(hours=8))
 EST = timezone(timedelta(hours=-5))
-
-SEED_TITLE = "广东省：建设省数据交易场所 建设粤港澳大湾区大数据中心"  # the seed's colon
-SEED_URL = "http://finance.eastmoney.com/news/1345,202203142307712884.html"
-SEED_TAG = "东财滚动新闻"
-SEED_TAG_PATH = "/tags/%E4%B8%9C%E8%B4%A2%E6%BB%9A%E5%8A%A8%E6%96%B0%E9%97%BB/"
 
 LABELS = Labels(
     home="首页",
@@ -68,18 +71,6 @@ LATIN_CONTENT = (
     '<iframe src="https://video.example/embed/1">no frames</iframe>'
     "<style>p{display:none}</style>"
 )
-
-
-def _seed_lines() -> list[str]:
-    return SEED_POST.read_text(encoding="utf-8").split("\n")
-
-
-def _seed_summary() -> str:
-    return _seed_lines()[7].removeprefix("> ")
-
-
-def _seed_content() -> str:
-    return _seed_lines()[9]
 
 
 def _item(
@@ -126,8 +117,8 @@ def cjk_item() -> StoredItem:
         url=SEED_URL,
         category="emnews",
         published=datetime(2022, 3, 14, 10, 55, 11, tzinfo=CST),
-        summary=_seed_summary(),
-        content=_seed_content(),
+        summary=seed_summary(),
+        content=seed_content(),
         tags=(SEED_TAG,),
         sources=(
             SourceRef(
@@ -428,7 +419,7 @@ def test_archive_page_carries_what_the_seed_carries() -> None:
     assert [a.text for a in original] == [SEED_URL]
     assert original[0].get("rel") == "noopener noreferrer"
 
-    assert doc.findtext(".//blockquote") == _seed_summary()
+    assert doc.findtext(".//blockquote") == seed_summary()
     content = doc.find_class("content")[0]
     assert content.xpath(".//h3")[0].text_content() == "相关报道"
     assert "https://dfscdn.dfcfw.com/download/D24915042179361925738_w640h427.jpg" in content.xpath(
@@ -572,23 +563,9 @@ def test_empty_listing_has_one_friendly_page() -> None:
 
 # --- Jekyll post -------------------------------------------------------------------------------
 
-# What the sanitizer changes in the seed's content line, rule by rule (see test below).
-_SANITIZER_DROPS = re.compile(r' (?:style|class|id|data-code|web)="[^"]*"')
-_SPAN_HREF = re.compile(r'(<span[^>]*?) href="[^"]*"')
-_XHTML_VOID = re.compile(r" />")
-_LINK_START = re.compile(r'(<a href="[^"]*")>')
-
-
-def _seed_content_as_sanitized(seed: str) -> str:
-    """The seed's content line with exactly the documented sanitizer differences applied."""
-    text = _SPAN_HREF.sub(r"\1", seed)  # href is not an attribute of <span>
-    text = _SANITIZER_DROPS.sub("", text)  # presentation and page-script hooks
-    text = _XHTML_VOID.sub(">", text)  # html5ever writes <br> and <img ...>, not <br />
-    return _LINK_START.sub(r'\1 rel="noopener noreferrer">', text)  # our link policy
-
 
 def test_jekyll_post_rebuilds_the_seed() -> None:
-    seed = SEED_POST.read_text(encoding="utf-8")
+    seed = seed_text()
     seed_lines = seed.split("\n")
     item = cjk_item()
     path, text = render_jekyll_post(SITE, item)
@@ -605,7 +582,7 @@ def test_jekyll_post_rebuilds_the_seed() -> None:
 
     # The content line differs from the seed only by what the sanitizer does.
     assert lines[9] != seed_lines[9]
-    assert lines[9] == _seed_content_as_sanitized(seed_lines[9])
+    assert lines[9] == seed_content_as_sanitized(seed_lines[9])
     everything_but_content = [*lines[:9], *lines[10:]]
     assert everything_but_content == [*seed_lines[:9], *seed_lines[10:]]
 
