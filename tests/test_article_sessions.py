@@ -8,22 +8,18 @@ into a real database.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
-from aggregator.config import load_config
 from aggregator.errors import FetchError
 from aggregator.fetch import SessionPool, fetch
 from aggregator.models import FetchPolicy
-from aggregator.store import Store
-from aggregator.update import Polling, update_sources
 from tests.httpserver import LoopbackServer, respond
+from tests.polled import poll_once
 from tests.sample_feeds import Article, rss2
 
-NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 DATE = "Mon, 14 Mar 2022 10:55:11 +0800"
 PAGES = 6
 
@@ -62,24 +58,10 @@ def publisher() -> Iterator[Publisher]:
 
 def _poll(tmp_path: Path, database_url: str, sources_yaml: str) -> dict[str, list[str]]:
     """One poll with one polling thread; each source's stored contents."""
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        'site: {title: T, base_url: "https://archive.example.org/", timezone: UTC}\nsources:\n'
-        + sources_yaml,
-        encoding="utf-8",
-    )
-    sources = load_config(config).sources
-    store = Store.open(database_url)
-    try:
-        store.sync_sources(sources)
-        results = update_sources(store, sources, lambda: NOW, polling=Polling(workers=1), due_only=False)
-        assert [result.error for result in results] == [None] * len(sources)
-        stored: dict[str, list[str]] = {source.name: [] for source in sources}
-        for item in store.iter_items():
-            stored[item.sources[0].name].append(item.content)
-        return stored
-    finally:
-        store.close()
+    stored: dict[str, list[str]] = {}
+    for item in poll_once(tmp_path, database_url, sources_yaml, workers=1):
+        stored.setdefault(item.sources[0].name, []).append(item.content)
+    return stored
 
 
 @pytest.mark.parametrize("concurrency", [1, 2])

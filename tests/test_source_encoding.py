@@ -8,18 +8,14 @@ polled by the real worker into a real database, read back from the store.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from aggregator.config import load_config
-from aggregator.store import Store
-from aggregator.update import Polling, update_sources
 from tests.feedserver import FeedServer
+from tests.polled import poll_once
 from tests.sample_feeds import Article, rss2
 
-NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 BIG5_TITLE = "臺灣新聞：颱風將至"
 SHIFT_JIS_TITLE = "東京の天気：晴れ"
 GBK_ARTICLE = "广东省：建设省数据交易场所，朱镕基旧居开放。"  # 镕 is GBK, not GB2312
@@ -69,11 +65,10 @@ def _poll(tmp_path: Path, database_url: str, server: FeedServer, overrides: dict
     def encoding(name: str) -> str:
         return f", encoding: {overrides[name]}" if name in overrides else ""
 
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        f"""
-site: {{title: T, base_url: "https://archive.example.org/", timezone: Asia/Shanghai}}
-sources:
+    items = poll_once(
+        tmp_path,
+        database_url,
+        f"""\
   - {{name: big5, kind: html, url: "{server.url("/big5/")}", category: tw, items: "ul.news > li",
      fields: {{title: a, link: "a@href"}}{encoding("big5")}}}
   - {{name: sjis, kind: json, url: "{server.url("/api/list")}", category: jp, items: list,
@@ -81,17 +76,9 @@ sources:
   - {{name: gbk, url: "{server.url("/feed.xml")}", category: cn, allow_private: true,
      full_content: {{selector: "#ContentBody"}}{encoding("gbk")}}}
 """,
-        encoding="utf-8",
+        workers=3,
     )
-    sources = load_config(config).sources
-    store = Store.open(database_url)
-    try:
-        store.sync_sources(sources)
-        results = update_sources(store, sources, lambda: NOW, polling=Polling(workers=3), due_only=False)
-        assert [result.error for result in results] == [None, None, None]
-        return {item.sources[0].name: f"{item.title} | {item.content}" for item in store.iter_items()}
-    finally:
-        store.close()
+    return {item.sources[0].name: f"{item.title} | {item.content}" for item in items}
 
 
 def test_without_override_the_mislabelled_pages_decode_wrong(
