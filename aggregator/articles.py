@@ -5,9 +5,12 @@ Runs in a polling worker, between parse and store, so that an item is stored
 items the store does not have yet are fetched, and with `update: true` those
 whose version from this source changed. Pages are fetched with the source's
 own limits (timeouts, deadline, size cap, redirects), a few at a time and
-within the per-host limit shared with feed polling; unless the source allows
-private addresses, connections to loopback, private, link-local and other
-non-global addresses are refused (see fetch.address_refusal).
+within the per-host limit shared with feed polling, over the poll's kept-alive
+sessions (fetch.SessionPool); unless the source allows private addresses,
+those sessions refuse connections to loopback, private, link-local and other
+non-global addresses (see fetch.address_refusal). Guarded and unguarded
+sessions are pooled apart, so one source's opt-out never reaches another.
+A source's `encoding:` overrides the charset its article pages declare.
 
 Any failure keeps the item with the source's content and is logged with
 the source and the page's URL; it never fails the poll.
@@ -15,6 +18,7 @@ the source and the page's URL; it never fails the poll.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +27,7 @@ from dataclasses import replace
 
 from .errors import ExtractError, FetchError, StoreError
 from .extract import extract_article
-from .fetch import address_refusal, fetch, make_session
+from .fetch import SessionPool, fetch
 from .models import FullContentSpec, Item, ParsedFeed, SourceConfig
 from .store import Store
 
@@ -33,7 +37,7 @@ HostSlot = Callable[[str], AbstractContextManager[None]]  # update.HostLimits.sl
 
 
 def with_full_articles(
-    store: Store, source: SourceConfig, feed: ParsedFeed, host_slot: HostSlot
+    store: Store, source: SourceConfig, feed: ParsedFeed, host_slot: HostSlot, sessions: SessionPool
 ) -> ParsedFeed:
     """`feed` with the article from its page as the content of each item that needs one."""
     spec = source.full_content
@@ -49,9 +53,12 @@ def with_full_articles(
     if not due:
         return feed
     workers = min(spec.concurrency, len(due))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="article") as pool:
-        pages = pool.map(lambda url: _article(source, spec, url, host_slot), due.values())
-        found = dict(zip(due, pages, strict=True))
+    fetch_article = functools.partial(_article, source, spec, host_slot=host_slot, sessions=sessions)
+    if workers == 1:  # on the polling thread, over the sessions it already holds
+        found = {key: fetch_article(url) for key, url in due.items()}
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="article") as pool:
+            found = dict(zip(due, pool.map(fetch_article, due.values()), strict=True))
     articles = {key: html for key, html in found.items() if html is not None}
     log.info(
         "full_content source=%s fetched=%d failed=%d",
@@ -69,13 +76,15 @@ def _with_article(item: Item, article: str | None) -> Item:
     return replace(item, content=article, feed_content=item.content)
 
 
-def _article(source: SourceConfig, spec: FullContentSpec, url: str, host_slot: HostSlot) -> str | None:
+def _article(
+    source: SourceConfig, spec: FullContentSpec, url: str, *, host_slot: HostSlot, sessions: SessionPool
+) -> str | None:
     """The article on the page at `url`, or None (logged) when it cannot be had."""
-    refuse = None if source.allow_private else address_refusal
     try:
-        with host_slot(url), make_session(source.fetch, refuse_address=refuse) as session:
+        with host_slot(url):
+            session = sessions.get(source.fetch, guarded=not source.allow_private)
             page = fetch(session, url, source.fetch)
-        return extract_article(page.body, page.headers, page.final_url, spec)
+        return extract_article(page.body, page.headers, page.final_url, spec, source.encoding)
     except (FetchError, ExtractError) as error:
         reason = str(error)
     except Exception as bug:  # a bug must not cost the item: it is stored with the source's content

@@ -12,7 +12,8 @@ much they can be trusted avoids mojibake:
    Latin charset (ISO-8859-1, windows-1252, US-ASCII) is what servers send
    by default, and almost any bytes decode with it; so when the document
    itself declares something else that also decodes cleanly, the document wins;
-4. the document's declaration (`<?xml encoding=...?>`, else `<meta charset>`);
+4. the document's declaration (`<?xml encoding=...?>`, else `<meta charset>`
+   within the first 4 KiB: HTML asks for 1 KiB, publishers are lax);
 5. UTF-8, then a statistical guess (charset_normalizer) for undeclared bytes.
 
 When nothing decodes cleanly (a stray corrupt byte), the most trusted
@@ -21,7 +22,12 @@ whole page of mojibake.
 
 Declared names are widened to the supersets browsers use (WHATWG Encoding
 Standard): GB2312 and GBK -> GB18030, Big5 -> Big5-HKSCS, Shift_JIS ->
-cp932, EUC-KR -> cp949, ISO-8859-1 and US-ASCII -> windows-1252.
+cp932, EUC-KR -> cp949, ISO-8859-1 and US-ASCII -> windows-1252; labels
+Python does not know but pages use ("x-gbk", "windows-31j") are understood.
+
+One decoder for every page the aggregator reads: feeds (parse.py), html and
+json listings (scrape.py) and article pages (extract.py), so a source's
+`encoding:` and these rules mean the same everywhere.
 """
 
 from __future__ import annotations
@@ -45,6 +51,21 @@ _SUPERSETS = {
     "iso8859-1": "cp1252",
     "ascii": "cp1252",
 }
+# Labels from the WHATWG Encoding Standard that codecs.lookup does not know.
+_LABELS = {
+    "x-gbk": "gbk",
+    "csgb2312": "gb2312",
+    "gb_2312-80": "gb2312",
+    "iso-ir-58": "gb2312",
+    "chinese": "gb2312",
+    "x-sjis": "shift_jis",
+    "windows-31j": "shift_jis",
+    "ms_kanji": "shift_jis",
+    "csshiftjis": "shift_jis",
+    "cn-big5": "big5",
+    "x-x-big5": "big5",
+    "x-euc-jp": "euc_jp",
+}
 # Charsets servers send by default; bytes in nearly any encoding "decode" with them.
 _WEAK_HTTP = frozenset({"cp1252", "iso8859-1", "ascii"})
 _BOMS = (
@@ -54,19 +75,15 @@ _BOMS = (
     (codecs.BOM_UTF16_BE, "utf-16-be"),
     (codecs.BOM_UTF16_LE, "utf-16-le"),
 )
-# "<?" in UTF-16/32 without a BOM (XML 1.0, appendix F).
-_BOMLESS = (
-    (b"\x00\x00\x00<", "utf-32-be"),
-    (b"<\x00\x00\x00", "utf-32-le"),
-    (b"\x00<\x00?", "utf-16-be"),
-    (b"<\x00?\x00", "utf-16-le"),
-)
+# UTF-16/32 without a BOM: where the NUL bytes fall around the first ASCII characters, "<?" of
+# XML (XML 1.0, appendix F) or "{" of JSON (RFC 4627, section 3). 0: NUL, A: ASCII but NUL.
+_BOMLESS = {"000A": "utf-32-be", "A000": "utf-32-le", "0A0A": "utf-16-be", "A0A0": "utf-16-le"}
 _CHARSET_PARAMETER = re.compile(r"""charset\s*=\s*["']?([^"';\s]+)""", re.IGNORECASE)
 _XML_DECLARATION = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._:-]+)["'][^>]*\?>""")
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9._:-]+)""", re.IGNORECASE)
 _XML_DECLARATION_TEXT = re.compile(r"^\s*<\?xml[^>]*\?>")
 _UTF8_DECLARATION = "<?xml version='1.0' encoding='utf-8'?>"
-_SNIFF_BYTES = 1024  # where a declaration must be (HTML: within the first 1024 bytes)
+_SNIFF_BYTES = 4096  # where a declaration is looked for (HTML: 1024 bytes, but publishers are lax)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +102,9 @@ def _codec(name: str | None) -> str | None:
     """The codec to decode a declared name with, widened to its superset; None if unknown."""
     if not name:
         return None
+    label = name.strip().lower()
     try:
-        canonical = codecs.lookup(name.strip().lower()).name
+        canonical = codecs.lookup(_LABELS.get(label, label)).name
     except LookupError:
         return None
     return _SUPERSETS.get(canonical, canonical)
@@ -103,10 +121,8 @@ def _bom(body: bytes) -> tuple[str | None, bytes]:
     for mark, name in _BOMS:
         if body.startswith(mark):
             return name, body[len(mark) :]
-    for prefix, name in _BOMLESS:
-        if body.startswith(prefix):
-            return name, body
-    return None, body
+    pattern = "".join("0" if byte == 0 else "A" if byte < 0x80 else "-" for byte in body[:4])
+    return _BOMLESS.get(pattern), body
 
 
 def _declared(body: bytes) -> str | None:

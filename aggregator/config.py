@@ -273,9 +273,10 @@ def _full_content_shorthand(value: object) -> object:
 
 
 def _check_selector(value: str) -> str:
-    from .extract import check_selector  # lxml and readability are loaded only for sources that use them
+    from .markup import compile_selector  # lxml is loaded only for sources that use it
 
-    return check_selector(value)
+    compile_selector(value)
+    return value
 
 
 class SourceModel(_Strict):

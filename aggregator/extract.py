@@ -12,106 +12,52 @@ URL (and its <base href>), because after a redirect that is not the item's URL.
 
 from __future__ import annotations
 
-import codecs
 import html
-import re
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import lxml.html  # type: ignore[import-untyped]
-from lxml import etree
-from lxml.cssselect import CSSSelector  # type: ignore[import-untyped]
 from readability import Document  # type: ignore[import-untyped]
 from readability.readability import Unparseable  # type: ignore[import-untyped]
 
 from .errors import ExtractError
+from .markup import compile_selector, html_document
 from .models import FullContentSpec
 
-_HTTP_CHARSET = re.compile(r"""charset\s*=\s*["']?\s*([\w.:-]+)""", re.IGNORECASE)
-_META_CHARSET = re.compile(rb"""<meta\s[^>]*?charset\s*=\s*["']?\s*([\w.:-]+)""", re.IGNORECASE)
-_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
-_META_WINDOW = 4096  # HTML requires the <meta charset> within the first 1024 bytes; publishers are lax
-# Pages labelled GB2312 or GBK routinely hold characters only their superset GB18030 has.
-_SUPERSETS = {"gb2312": "gb18030", "gbk": "gb18030"}
-_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 # A single match of one of these is the box the article sits in (`#ContentBody`), not part of
 # it: the article is what it holds. Its tag carries only the publisher's layout (id, class).
 _WRAPPERS = frozenset({"div", "section", "article", "main", "body"})
 
 
-def extract_article(body: bytes, headers: Mapping[str, str], url: str, spec: FullContentSpec) -> str:
-    """The article's HTML on the page at `url` (its final URL); ExtractError says why there is none."""
-    document = _document(decode_page(body, headers), url)
+def extract_article(
+    body: bytes, headers: Mapping[str, str], url: str, spec: FullContentSpec, encoding: str | None = None
+) -> str:
+    """The article's HTML on the page at `url` (its final URL); ExtractError says why there is none.
+
+    `encoding` is the source's override of every charset the server or page declares.
+    """
+    document = _document(body, headers, url, encoding)
     for junk_selector in spec.remove:
-        for junk in CSSSelector(junk_selector, translator="html")(document):
+        for junk in compile_selector(junk_selector, xpath=False)(document):
             junk.drop_tree()
     if spec.selector is not None:
         return _by_selector(document, url, spec.selector)
     return _by_readability(document, url)
 
 
-def decode_page(body: bytes, headers: Mapping[str, str]) -> str:
-    """Bytes -> text: a BOM, else the HTTP charset, else <meta charset>, else UTF-8.
-
-    A declared charset that cannot decode the bytes is passed over for the
-    next one (servers often send a default charset that the page contradicts);
-    if none decodes cleanly, the first is used with replacement characters.
-    """
-    for bom, encoding in _BOMS:
-        if body.startswith(bom):
-            return body.decode(encoding, errors="replace")
-    http = _HTTP_CHARSET.search(headers.get("content-type", ""))
-    meta = _META_CHARSET.search(body[:_META_WINDOW])
-    declared = [http.group(1) if http else None, meta.group(1).decode("ascii") if meta else None, "utf-8"]
-    candidates = list(dict.fromkeys(name for name in map(_codec, declared) if name))
-    for encoding in candidates:
-        try:
-            return body.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    return body.decode(candidates[0], errors="replace")
-
-
-def check_selector(selector: str) -> str:
-    """`selector` if it compiles (CSS, or XPath when it starts with "/"); else ValueError saying why."""
+def _document(body: bytes, headers: Mapping[str, str], url: str, encoding: str | None) -> Any:
     try:
-        if selector.startswith("/"):
-            etree.XPath(selector)
-        else:
-            CSSSelector(selector, translator="html")
-    except (etree.XPathError, SyntaxError, RuntimeError) as error:  # cssselect's errors are both
-        raise ValueError(f"invalid selector {selector!r}: {error}") from None
-    return selector
-
-
-def _codec(label: str | None) -> str | None:
-    """Python's name for a charset label, widened to its superset; None if unknown."""
-    if not label:
-        return None
-    try:
-        name = codecs.lookup(label).name
-    except LookupError:
-        return None
-    return _SUPERSETS.get(name, name)
-
-
-def _document(text: str, url: str) -> lxml.html.HtmlElement:
-    # lxml refuses text that still declares an encoding: the bytes were decoded already.
-    text = _XML_DECLARATION.sub("", text, count=1)
-    if not text.strip():
-        raise ExtractError(f"empty page at {url}")
-    try:
-        document = lxml.html.document_fromstring(text)
-    except (etree.ParserError, ValueError) as error:
-        raise ExtractError(f"cannot parse the page at {url}: {error}") from None
+        document = html_document(body, headers, encoding)
+    except ValueError as error:
+        raise ExtractError(f"{error} at {url}") from None
     document.make_links_absolute(url, resolve_base_href=True, handle_failures="discard")
     return document
 
 
 def _by_selector(document: lxml.html.HtmlElement, url: str, selector: str) -> str:
-    if selector.startswith("/"):
-        found = [node for node in document.xpath(selector) if isinstance(node, lxml.html.HtmlElement)]
-    else:
-        found = CSSSelector(selector, translator="html")(document)
+    matched = compile_selector(selector)(document)
+    matched = matched if isinstance(matched, list) else []  # an XPath function such as count()
+    found = [node for node in matched if isinstance(node, lxml.html.HtmlElement)]
     if not found:
         raise ExtractError(f"selector '{selector}' matched nothing on {url}")
     chosen = set(found)

@@ -77,11 +77,15 @@ class SessionPool:
         self._lock = threading.Lock()
         self._sessions: list[requests.Session] = []
 
-    def get(self, policy: FetchPolicy) -> requests.Session:
-        sessions: dict[FetchPolicy, requests.Session] = self._local.__dict__.setdefault("sessions", {})
-        session = sessions.get(policy)
+    def get(self, policy: FetchPolicy, *, guarded: bool = False) -> requests.Session:
+        """This thread's session for `policy`; `guarded` ones refuse non-global addresses (article pages)."""
+        sessions: dict[tuple[FetchPolicy, bool], requests.Session] = self._local.__dict__.setdefault(
+            "sessions", {}
+        )
+        session = sessions.get((policy, guarded))
         if session is None:
-            session = sessions[policy] = make_session(policy)
+            refuse = address_refusal if guarded else None
+            session = sessions[policy, guarded] = make_session(policy, refuse_address=refuse)
             with self._lock:
                 self._sessions.append(session)
         return session

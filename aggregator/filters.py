@@ -22,9 +22,8 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 import lxml.html  # type: ignore[import-untyped]
-from cssselect import SelectorError
-from lxml.cssselect import CSSSelector  # type: ignore[import-untyped]
 
+from .markup import Select, compile_selector
 from .models import Item
 
 __all__ = [
@@ -58,7 +57,7 @@ class RewriteRule:
 
     pattern: re.Pattern[str] | None = None
     replace: str = ""
-    remove: CSSSelector | None = None
+    remove: Select | None = None
     remove_text: str = ""  # the selector as written, for messages
 
     def apply(self, html: str) -> str:
@@ -106,7 +105,7 @@ def _field(item: Item, name: Field) -> str:
     return (item.url or "") if name == "url" else str(getattr(item, name))
 
 
-def _remove(html: str, selector: CSSSelector) -> str:
+def _remove(html: str, selector: Select) -> str:
     """`html` without the elements `selector` matches (their tail text is kept)."""
     root = lxml.html.fragment_fromstring(html, create_parent="div")
     matched = selector(root)
@@ -148,9 +147,9 @@ def _rewrite_rule(raw: object, where: str) -> RewriteRule:
         if not isinstance(selector, str) or not selector.strip():
             raise ValueError(f"{where}.remove: expected a CSS selector, got {selector!r}")
         try:
-            return RewriteRule(remove=CSSSelector(selector), remove_text=selector)
-        except SelectorError as error:
-            raise ValueError(f"{where}.remove: invalid CSS selector {selector!r}: {error}") from None
+            return RewriteRule(remove=compile_selector(selector, xpath=False), remove_text=selector)
+        except ValueError as error:
+            raise ValueError(f"{where}.remove: {error}") from None
     if isinstance(raw, Mapping) and set(raw) in ({"pattern"}, {"pattern", "replace"}):
         replacement = raw.get("replace", "")
         if not isinstance(replacement, str):

@@ -66,6 +66,7 @@ def _scrape(source: SourceConfig, fetched: Fetched) -> ListingPage:
         url=fetched.final_url,
         source=source.name,
         timezone=source.timezone,
+        encoding=source.encoding,
     )
     for warning in page.warnings:
         log.warning("source=%s %s: %s", source.name, fetched.final_url, warning)

@@ -25,11 +25,10 @@ Expressions (see README, "Sites without a feed"):
 
 from __future__ import annotations
 
-import codecs
 import html
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,11 +36,11 @@ from urllib.parse import urljoin, urlsplit
 from zoneinfo import ZoneInfo
 
 import lxml.html  # type: ignore[import-untyped]
-from cssselect import SelectorError
 from lxml import etree
-from lxml.cssselect import CSSSelector  # type: ignore[import-untyped]
 
+from aggregator.charset import decode_document
 from aggregator.errors import ParseError
+from aggregator.markup import Select, compile_selector, html_document
 from aggregator.models import ListingSpec, ParsedFeed
 from aggregator.parse import RawEntry, RawFeed, build_feed
 
@@ -59,14 +58,27 @@ class ListingPage:
 
 
 def scrape_page(
-    body: bytes, headers: Mapping[str, str], spec: ListingSpec, *, url: str, source: str, timezone: str
+    body: bytes,
+    headers: Mapping[str, str],
+    spec: ListingSpec,
+    *,
+    url: str,
+    source: str,
+    timezone: str,
+    encoding: str | None = None,
 ) -> ListingPage:
-    """Read one fetched listing page; raise ParseError when it yields no item."""
+    """Read one fetched listing page; raise ParseError when it yields no item.
+
+    `encoding` is the source's override of every charset the server or page declares.
+    """
     if spec.kind == "json":
-        rows = _json_rows(body, headers, spec, url)
+        rows = _json_rows(_json_document(body, headers, encoding), spec, url)
         title, link, next_page = "", None, None
     else:
-        document = _html_document(body, headers)
+        try:
+            document = html_document(body, headers, encoding)
+        except ValueError as error:
+            raise ParseError(str(error)) from None
         rows = _html_rows(document, spec, url)
         title, link = " ".join((document.findtext(".//title") or "").split()), url
         next_page = _next_page(document, spec.next_page, url) if spec.next_page else None
@@ -154,76 +166,14 @@ def _date_text(text: str, date_format: str | None, zone: ZoneInfo) -> str:
     return text
 
 
-# --- character encodings --------------------------------------------------------
-
-# Labels decoded as a superset, as browsers do: pages labelled GB2312 routinely hold GBK
-# characters (朱镕基), and "latin-1" pages hold Windows-1252 quotes.
-_SUPERSETS = {
-    "gb2312": "gb18030",
-    "gbk": "gb18030",
-    "x-gbk": "gb18030",
-    "csgb2312": "gb18030",
-    "gb_2312-80": "gb18030",
-    "iso8859-1": "cp1252",
-    "ascii": "cp1252",
-    "big5": "big5hkscs",
-}
-_HTTP_CHARSET = re.compile(r"charset\s*=\s*[\"']?\s*([\w.:-]+)", re.IGNORECASE)
-_META_CHARSET = re.compile(rb"<meta\s[^>]*?charset\s*=\s*[\"']?\s*([\w.:-]+)", re.IGNORECASE)
-_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
-_META_SCAN_BYTES = 4096
-
-
-def _codec(label: str | None) -> str | None:
-    """The Python codec for a charset label, widened to its superset; None when unknown."""
-    if not label:
-        return None
-    label = label.strip().lower()
-    try:
-        name = codecs.lookup(_SUPERSETS.get(label, label)).name
-    except LookupError:
-        return None
-    return _SUPERSETS.get(name, name)
-
-
-def _http_codec(headers: Mapping[str, str]) -> str | None:
-    content_type = next((value for name, value in headers.items() if name.lower() == "content-type"), "")
-    match = _HTTP_CHARSET.search(content_type)
-    return _codec(match.group(1)) if match else None
-
-
-def decode_html(body: bytes, headers: Mapping[str, str]) -> str:
-    """An HTML page as text: byte order mark, else HTTP charset, else <meta charset>, else UTF-8.
-
-    Undecodable bytes become U+FFFD rather than failing the page; a page
-    that is not UTF-8 and declares nothing is read as Windows-1252.
-    """
-    for bom, unicode_encoding in _BOMS:
-        if body.startswith(bom):
-            return body.decode(unicode_encoding, errors="replace")
-    meta = _META_CHARSET.search(body[:_META_SCAN_BYTES])
-    declared = _codec(meta.group(1).decode("ascii", "replace")) if meta else None
-    if declared and declared.startswith("utf-16"):
-        declared = "utf-8"  # a page that can be read to its <meta> is not UTF-16 (HTML standard)
-    encoding = _http_codec(headers) or declared
-    if encoding:
-        return body.decode(encoding, errors="replace")
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError:
-        return body.decode("cp1252", errors="replace")
-
-
 # --- html -----------------------------------------------------------------------
 
-_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
 _ATTRIBUTE_NAME = re.compile(r"[A-Za-z_:][-\w:.]*")
-_Select = Callable[[Any], Any]
 
 
 @dataclass(frozen=True, slots=True)
 class _HtmlExpression:
-    select: _Select | None  # None: the item itself ("@href")
+    select: Select | None  # None: the item itself ("@href")
     read: str  # "text", "html" (inner HTML) or "@name" (an attribute)
 
 
@@ -239,23 +189,7 @@ def html_expression(expression: str, *, relative: bool) -> _HtmlExpression:
         if not relative or read == "text":
             raise ValueError(f"{expression!r}: a selector is needed before '@'")
         return _HtmlExpression(None, read)
-    try:
-        if selector.startswith("/"):
-            return _HtmlExpression(etree.XPath("." + selector if relative else selector), read)
-        return _HtmlExpression(CSSSelector(selector, translator="html"), read)
-    except (SelectorError, etree.XPathSyntaxError) as error:
-        kind = "XPath" if selector.startswith("/") else "CSS selector"
-        raise ValueError(f"{expression!r} is not a valid {kind}: {error}") from None
-
-
-def _html_document(body: bytes, headers: Mapping[str, str]) -> Any:
-    text = _XML_DECLARATION.sub("", decode_html(body, headers), count=1)  # lxml refuses it in a str
-    if not text.strip():
-        raise ParseError("empty body")
-    try:
-        return lxml.html.document_fromstring(text)
-    except (etree.ParserError, ValueError) as error:
-        raise ParseError(f"not an HTML page ({error})") from None
+    return _HtmlExpression(compile_selector(selector, relative=relative), read)
 
 
 def _compiled(expression: str, *, relative: bool, name: str) -> _HtmlExpression:
@@ -365,22 +299,19 @@ def _scalar(value: Any) -> str | None:
     return None
 
 
-def _json_document(body: bytes, headers: Mapping[str, str]) -> Any:
-    """The decoded JSON, in the HTTP charset when one is given; a JSONP callback(...) is unwrapped."""
+def _json_document(body: bytes, headers: Mapping[str, str], encoding: str | None) -> Any:
+    """The decoded JSON (charset.decode_document); a JSONP callback(...) is unwrapped."""
     try:
-        encoding = _http_codec(headers)
-        text = body.decode(encoding or json.detect_encoding(body)).lstrip("\ufeff").strip()
+        text = decode_document(body, headers, encoding).text.lstrip("\ufeff").strip()
         if text and text[0] not in "[{" and (match := _JSONP.fullmatch(text)):
             text = match["json"]
         return json.loads(text)
-    except (ValueError, RecursionError) as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+    except (ValueError, RecursionError) as error:  # JSONDecodeError is a ValueError
         raise ParseError(f"not JSON ({error})") from None
 
 
-def _json_rows(
-    body: bytes, headers: Mapping[str, str], spec: ListingSpec, url: str
-) -> list[dict[str, list[str]]]:
-    found = _walk(_json_document(body, headers), json_path(spec.items))
+def _json_rows(document: Any, spec: ListingSpec, url: str) -> list[dict[str, list[str]]]:
+    found = _walk(document, json_path(spec.items))
     items = found[0] if len(found) == 1 and isinstance(found[0], list) else found
     if not items:
         empty = " (an empty list)" if found else ""

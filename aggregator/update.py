@@ -410,7 +410,7 @@ def _guarded(
         outcome = _fetch_and_parse(source, state, limits, sessions)
         if outcome.feed is None or source.full_content is None:
             return outcome
-        return replace(outcome, feed=with_full_articles(store, source, outcome.feed, limits.slot))
+        return replace(outcome, feed=with_full_articles(store, source, outcome.feed, limits.slot, sessions))
     except Exception as error:  # a bug, not a bad source: keep the traceback
         log.exception("unexpected error while polling source=%s", source.name)
         return _Outcome(

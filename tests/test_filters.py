@@ -119,7 +119,10 @@ def test_remove_leaves_html_without_a_match_untouched(tmp_path: Path) -> None:
             'exclude: [{field: title, pattern: "[z-a]"}]',
             r"source 'em': exclude\[0\]\.pattern: invalid regular",
         ),
-        ('rewrite: [{remove: "p >> > a"}]', r"source 'em': rewrite\[0\]\.remove: invalid CSS selector"),
+        (
+            'rewrite: [{remove: "p >> > a"}]',
+            r"source 'em': rewrite\[0\]\.remove: 'p >> > a' is not a valid CSS selector",
+        ),
         ('rewrite: [{pattern: "a", replace: "\\\\9"}]', r"source 'em': rewrite\[0\]\.replace: invalid group"),
         ('rewrite: [{pattern: "a", remove: "p"}]', r"source 'em': rewrite\[0\]: expected \{pattern"),
         ("include: [42]", r"source 'em': include\[0\]: expected a pattern string or \{field"),

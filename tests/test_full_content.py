@@ -384,8 +384,8 @@ def test_config_full_content_forms(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ('{selector: "div["}', "source 'em': full_content.selector: invalid selector 'div['"),
-        ("{remove: [p::text]}", "invalid selector 'p::text'"),
+        ('{selector: "div["}', "source 'em': full_content.selector: 'div[' is not a valid CSS selector"),
+        ("{remove: [p::text]}", "'p::text' is not a valid CSS selector"),
         ("{selector: x, depth: 3}", "depth: unknown key"),
         ("{concurrency: 0}", "full_content.concurrency: Input should be greater than or equal to 1"),
         ("yes please", "full_content: expected true, false or a mapping"),

@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
+from aggregator.charset import decode_document
 from aggregator.config import load_config
 from aggregator.errors import ConfigError, ParseError
 from aggregator.models import ListingSpec
-from aggregator.scrape import decode_html, json_path, scrape_page
+from aggregator.scrape import json_path, scrape_page
 
 API_URL = "https://api.example.com/list?page_index=1"
 PAGE_URL = "https://news.example.com/news/"
@@ -221,7 +222,7 @@ HTML_GB2312, HTML_GBK = "text/html; charset=GB2312", "text/html; charset=gbk"
     ],
 )  # fmt: skip
 def test_html_is_decoded_from_bytes(body: bytes, headers: dict[str, str], expected: str) -> None:
-    assert expected in decode_html(body, headers)
+    assert expected in decode_document(body, headers).text
 
 
 def test_gb2312_page_with_gbk_characters_gives_clean_titles() -> None:
