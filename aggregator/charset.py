@@ -37,8 +37,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from charset_normalizer import from_bytes
-
 __all__ = ["Decoded", "decode_document", "is_known_encoding", "to_utf8"]
 
 # Declared name (after codecs.lookup) -> the superset to decode with.
@@ -164,6 +162,8 @@ def decode_document(body: bytes, headers: Mapping[str, str], override: str | Non
         return Decoded(text, "utf-8", "utf-8")
     if trusted := http or declared:
         return Decoded(body.decode(trusted, errors="replace"), trusted, "replaced")
+    from charset_normalizer import from_bytes  # only for undeclared bytes: most polls never need it
+
     guess = from_bytes(body).best()
     if guess is not None and (text := _strict(body, _codec(guess.encoding))) is not None:
         return Decoded(text, str(_codec(guess.encoding)), "guessed")

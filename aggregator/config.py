@@ -218,6 +218,7 @@ class PollingModel(_Strict):
     workers: int = Field(default=16, ge=1, le=256)
     per_host: int = Field(default=2, ge=1, le=64)
     lease: Duration = timedelta(minutes=5)
+    parse_processes: int = Field(default=1, ge=0, le=64)
 
 
 class CategoryModel(_Strict):
@@ -442,6 +443,7 @@ class Config:
     workers: int = 16  # concurrent fetches in one process
     per_host: int = 2  # connections at once to one host
     lease: timedelta = timedelta(minutes=5)  # how long a claimed source stays this worker's
+    parse_processes: int = 1  # processes parsing large feeds beside the polling threads (0: in them)
 
     def source(self, name: str) -> SourceConfig:
         for source in self.sources:
@@ -576,4 +578,5 @@ def _build(path: Path, model: ConfigModel) -> Config:
         workers=model.polling.workers,
         per_host=model.polling.per_host,
         lease=model.polling.lease,
+        parse_processes=model.polling.parse_processes,
     )

@@ -40,7 +40,12 @@ class TickResult:
 
 def polling_for(config: Config, workers: int | None = None) -> Polling:
     """This process's polling settings: the config's, with --workers if given."""
-    return Polling(workers=workers or config.workers, per_host=config.per_host, lease=config.lease)
+    return Polling(
+        workers=workers or config.workers,
+        per_host=config.per_host,
+        lease=config.lease,
+        parse_processes=config.parse_processes,
+    )
 
 
 def tick_interval(config: Config) -> timedelta:

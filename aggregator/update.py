@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import multiprocessing
 import os
 import random
 import socket
@@ -19,10 +20,12 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from urllib.parse import urlsplit
 
 from . import schedule
@@ -40,6 +43,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_WORKERS = 16  # fetching is I/O: threads mostly wait on sockets
 DEFAULT_PER_HOST = 2  # connections at once to one host: publishers ban rude pollers
+PARSE_ELSEWHERE_FROM = 16 * 1024  # bytes: a smaller body parses faster than it travels to another process
 ADOPT_AFTER = 3  # polls in a row that must show the same permanent redirect before it is adopted
 
 
@@ -52,6 +56,7 @@ class Polling:
     lease: timedelta = timedelta(minutes=5)
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     rng: random.Random = field(default_factory=random.Random)
+    parse_processes: int = 0  # processes that parse large feeds; 0: the polling threads do
 
 
 class HostLimits:
@@ -70,6 +75,71 @@ class HostLimits:
             yield
 
 
+class FeedParsers:
+    """parse_feed in other processes, so that parsing uses the cores the GIL keeps the threads from.
+
+    Started at the first large body (a poll where nothing changed never
+    starts it); bodies under PARSE_ELSEWHERE_FROM are parsed by the calling
+    thread. A parser process that dies (a crash in the XML library, say)
+    fails that source's poll, not the daemon; the next body gets a new one.
+    """
+
+    def __init__(self, processes: int) -> None:
+        self._processes = processes
+        self._lock = threading.Lock()
+        self._pool: ProcessPoolExecutor | None = None
+
+    def parse(self, source: SourceConfig, fetched: Fetched) -> ParsedFeed:
+        job = partial(
+            parse_feed,
+            fetched.body,
+            dict(fetched.headers),
+            url=fetched.final_url,
+            source=source.name,
+            timezone=source.timezone,
+            keep_source_tags=source.keep_source_tags,
+            encoding=source.encoding,
+        )
+        if self._processes < 1 or len(fetched.body) < PARSE_ELSEWHERE_FROM:
+            return job()
+        pool = self._started()
+        try:
+            return pool.submit(job).result()
+        except BrokenProcessPool:
+            self._replace(pool)
+            raise ParseError("the parser process died reading this body") from None
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _started(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                # spawn, not fork: this process has threads, whose locks a forked child would inherit.
+                self._pool = ProcessPoolExecutor(
+                    self._processes, mp_context=multiprocessing.get_context("spawn")
+                )
+            return self._pool
+
+    def _replace(self, broken: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._pool is broken:
+                self._pool = None
+        broken.shutdown(wait=False, cancel_futures=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _Pools:
+    """What the polling threads of one update_sources call share."""
+
+    limits: HostLimits
+    sessions: SessionPool
+    parsers: FeedParsers
+
+
 @dataclass(frozen=True, slots=True)
 class _Outcome:
     """What a worker thread hands back: a response and its parse, or why it failed."""
@@ -85,43 +155,31 @@ def body_hash(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-def _fetch_and_parse(
-    source: SourceConfig, state: SourceState, limits: HostLimits, sessions: SessionPool
-) -> _Outcome:
+def _fetch_and_parse(source: SourceConfig, state: SourceState, pools: _Pools) -> _Outcome:
     started = time.monotonic()
     url = state.url or source.url
-    with limits.slot(url):
+    with pools.limits.slot(url):
         try:
-            fetched = fetch(sessions.get(source.fetch), url, source.fetch, state)
+            fetched = fetch(pools.sessions.get(source.fetch), url, source.fetch, state)
         except FetchError as error:
             return _Outcome(error=error, started=started)
     if fetched.not_modified or (state.body_hash is not None and body_hash(fetched.body) == state.body_hash):
         return _Outcome(fetched, unchanged=True, started=started)
     try:
-        feed = _parse(source, state, fetched, limits, sessions)
+        feed = _parse(source, state, fetched, pools)
     except ParseError as error:
         return _Outcome(fetched, error=error, started=started)
     return _Outcome(fetched, _apply_source_filters(source, feed), started=started)
 
 
-def _parse(
-    source: SourceConfig, state: SourceState, fetched: Fetched, limits: HostLimits, sessions: SessionPool
-) -> ParsedFeed:
+def _parse(source: SourceConfig, state: SourceState, fetched: Fetched, pools: _Pools) -> ParsedFeed:
     """An RSS/Atom body, or an html/json listing whose first poll may read older pages (listing.py)."""
     if source.listing is None:
-        return parse_feed(
-            fetched.body,
-            fetched.headers,
-            url=fetched.final_url,
-            source=source.name,
-            timezone=source.timezone,
-            keep_source_tags=source.keep_source_tags,
-            encoding=source.encoding,
-        )
+        return pools.parsers.parse(source, fetched)
 
     def fetch_page(url: str) -> Fetched:
-        with limits.slot(url):
-            return fetch(sessions.get(source.fetch), url, source.fetch)
+        with pools.limits.slot(url):
+            return fetch(pools.sessions.get(source.fetch), url, source.fetch)
 
     return read_listing(source, fetched, fetch_page, backfill=state.body_hash is None)
 
@@ -369,8 +427,7 @@ def update_sources(
     polling = polling or Polling()
     by_name = {source.name: source for source in sources}
     remaining = list(by_name)
-    limits = HostLimits(polling.per_host)
-    sessions = SessionPool()
+    pools = _Pools(HostLimits(polling.per_host), SessionPool(), FeedParsers(polling.parse_processes))
     results: list[UpdateResult] = []
     with ThreadPoolExecutor(max_workers=max(1, polling.workers), thread_name_prefix="poll") as pool:
         while remaining and not (stop is not None and stop.is_set()):
@@ -382,7 +439,7 @@ def update_sources(
                 break
             remaining = [name for name in remaining if name not in states]
             futures = [
-                (by_name[name], state, pool.submit(_guarded, by_name[name], state, limits, sessions, store))
+                (by_name[name], state, pool.submit(_guarded, by_name[name], state, pools, store))
                 for name, state in states.items()
             ]
             unchanged = []
@@ -393,7 +450,8 @@ def update_sources(
                 else:
                     results.append(_store_outcome(store, source, state, outcome, clock(), polling.rng))
             results.extend(_store_unchanged(store, unchanged, polling.rng))
-    sessions.close()
+    pools.sessions.close()
+    pools.parsers.close()
     if not due_only and not (stop is not None and stop.is_set()):
         for name in remaining:  # asked for by name, yet not claimable: say why rather than nothing
             state = store.source_state(name)
@@ -402,15 +460,15 @@ def update_sources(
     return results
 
 
-def _guarded(
-    source: SourceConfig, state: SourceState, limits: HostLimits, sessions: SessionPool, store: Store
-) -> _Outcome:
+def _guarded(source: SourceConfig, state: SourceState, pools: _Pools, store: Store) -> _Outcome:
     """Run in a worker: never raises, so a bug in one source cannot hide another's result."""
     try:
-        outcome = _fetch_and_parse(source, state, limits, sessions)
+        outcome = _fetch_and_parse(source, state, pools)
         if outcome.feed is None or source.full_content is None:
             return outcome
-        return replace(outcome, feed=with_full_articles(store, source, outcome.feed, limits.slot, sessions))
+        return replace(
+            outcome, feed=with_full_articles(store, source, outcome.feed, pools.limits.slot, pools.sessions)
+        )
     except Exception as error:  # a bug, not a bad source: keep the traceback
         log.exception("unexpected error while polling source=%s", source.name)
         return _Outcome(
