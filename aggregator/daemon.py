@@ -21,7 +21,7 @@ from .errors import StoreError
 from .metrics import Metrics, MetricsServer
 from .models import PublishResult, UpdateResult
 from .store import Store
-from .update import Polling, update_sources
+from .update import FeedParsers, Polling, update_sources
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +61,15 @@ def run_tick(
     polling: Polling | None = None,
     stop: threading.Event | None = None,
     publish_after: bool = True,
+    parsers: FeedParsers | None = None,
 ) -> TickResult:
     """Poll the due sources this worker can claim (or exactly `names`, due or not), then publish."""
     wanted = set(names) if names is not None else None
     sources = [source for source in config.sources if wanted is None or source.name in wanted]
     polled = update_sources(
-        store, sources, utc_now, polling=polling or polling_for(config), due_only=names is None, stop=stop
-    )
+        store, sources, utc_now, polling=polling or polling_for(config), due_only=names is None, stop=stop,
+        parsers=parsers,
+    )  # fmt: skip
     published = PublishResult(0, 0, 0, 0)
     if publish_after:
         from .publish import publish  # the render stack: a third of the start-up of `poll --no-publish`
@@ -104,6 +106,7 @@ class Daemon:
         self.metrics = Metrics(started=time.time())
         self.metrics_address = metrics_address
         self.stop = threading.Event()
+        self.parsers = FeedParsers(polling.parse_processes)  # kept from tick to tick; ended by run()
         # Imported here: one-shot commands (`run --once`, `poll`) never schedule anything.
         from apscheduler.executors.pool import ThreadPoolExecutor
         from apscheduler.schedulers.blocking import BlockingScheduler
@@ -123,6 +126,7 @@ class Daemon:
                 polling=self.polling,
                 stop=self.stop,
                 publish_after=self.publish_after,
+                parsers=self.parsers,
             )
             self.metrics.observe_polls(result.polled)
             lag = self.store.queue_lag(utc_now()).total_seconds()
@@ -164,6 +168,7 @@ class Daemon:
                 signal.signal(sig, handler)
             if server is not None:
                 server.close()
+            self.parsers.close()
         log.info("daemon stopped")
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:

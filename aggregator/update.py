@@ -417,8 +417,12 @@ def update_sources(
     polling: Polling | None = None,
     due_only: bool = True,
     stop: threading.Event | None = None,
+    parsers: FeedParsers | None = None,
 ) -> list[UpdateResult]:
     """Poll the given sources that this worker can claim; one source's failure never stops the others.
+
+    `parsers` lets a daemon keep its parser processes from tick to tick;
+    without, this call starts its own (when a large body needs them) and ends them.
 
     `due_only=False` polls them whether due or not (still once each, and not
     while another worker holds one). `stop` lets a daemon shutting down
@@ -427,7 +431,9 @@ def update_sources(
     polling = polling or Polling()
     by_name = {source.name: source for source in sources}
     remaining = list(by_name)
-    pools = _Pools(HostLimits(polling.per_host), SessionPool(), FeedParsers(polling.parse_processes))
+    own_parsers = parsers is None
+    parsers = parsers or FeedParsers(polling.parse_processes)
+    pools = _Pools(HostLimits(polling.per_host), SessionPool(), parsers)
     results: list[UpdateResult] = []
     with ThreadPoolExecutor(max_workers=max(1, polling.workers), thread_name_prefix="poll") as pool:
         while remaining and not (stop is not None and stop.is_set()):
@@ -451,7 +457,8 @@ def update_sources(
                     results.append(_store_outcome(store, source, state, outcome, clock(), polling.rng))
             results.extend(_store_unchanged(store, unchanged, polling.rng))
     pools.sessions.close()
-    pools.parsers.close()
+    if own_parsers:
+        parsers.close()
     if not due_only and not (stop is not None and stop.is_set()):
         for name in remaining:  # asked for by name, yet not claimable: say why rather than nothing
             state = store.source_state(name)
