@@ -15,6 +15,7 @@ import logging
 import multiprocessing
 import os
 import random
+import signal
 import socket
 import threading
 import time
@@ -33,7 +34,7 @@ from .articles import with_full_articles
 from .dating import FUTURE_TOLERANCE, is_future
 from .errors import FetchError, ParseError, StoreError
 from .fetch import SessionPool, fetch
-from .filters import apply_filters
+from .filters import apply_filters, rewrite_articles
 from .listing import read_listing
 from .models import Fetched, ParsedFeed, SourceConfig, SourceState, UpdateResult
 from .parse import parse_feed
@@ -102,12 +103,15 @@ class FeedParsers:
         )
         if self._processes < 1 or len(fetched.body) < PARSE_ELSEWHERE_FROM:
             return job()
-        pool = self._started()
-        try:
-            return pool.submit(job).result()
-        except BrokenProcessPool:
-            self._replace(pool)
-            raise ParseError("the parser process died reading this body") from None
+        for attempt in (1, 2):  # a crash breaks every body in flight: each gets one more try on a new process
+            pool = self._started()
+            try:
+                return pool.submit(job).result()
+            except BrokenProcessPool:
+                self._replace(pool)
+                if attempt == 2:
+                    raise ParseError("the parser process died reading this body") from None
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         with self._lock:
@@ -119,8 +123,9 @@ class FeedParsers:
         with self._lock:
             if self._pool is None:
                 # spawn, not fork: this process has threads, whose locks a forked child would inherit.
+                spawn = multiprocessing.get_context("spawn")
                 self._pool = ProcessPoolExecutor(
-                    self._processes, mp_context=multiprocessing.get_context("spawn")
+                    self._processes, mp_context=spawn, initializer=_parser_started
                 )
             return self._pool
 
@@ -129,6 +134,13 @@ class FeedParsers:
             if self._pool is broken:
                 self._pool = None
         broken.shutdown(wait=False, cancel_futures=True)
+
+
+def _parser_started() -> None:
+    """In a parser process: SIGINT and SIGTERM are for the daemon, which ends its parsers once the
+    tick in flight is done; a parser stopped by them would fail the bodies it holds."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,30 +447,32 @@ def update_sources(
     parsers = parsers or FeedParsers(polling.parse_processes)
     pools = _Pools(HostLimits(polling.per_host), SessionPool(), parsers)
     results: list[UpdateResult] = []
-    with ThreadPoolExecutor(max_workers=max(1, polling.workers), thread_name_prefix="poll") as pool:
-        while remaining and not (stop is not None and stop.is_set()):
-            states = store.claim(
-                remaining, clock(), owner=polling.owner, lease=polling.lease, due_only=due_only,
-                limit=polling.workers * 2,
-            )  # fmt: skip
-            if not states:
-                break
-            remaining = [name for name in remaining if name not in states]
-            futures = [
-                (by_name[name], state, pool.submit(_guarded, by_name[name], state, pools, store))
-                for name, state in states.items()
-            ]
-            unchanged = []
-            for source, state, future in futures:
-                outcome = future.result()
-                if outcome.unchanged and outcome.error is None:
-                    unchanged.append((source, state, outcome, clock()))
-                else:
-                    results.append(_store_outcome(store, source, state, outcome, clock(), polling.rng))
-            results.extend(_store_unchanged(store, unchanged, polling.rng))
-    pools.sessions.close()
-    if own_parsers:
-        parsers.close()
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, polling.workers), thread_name_prefix="poll") as pool:
+            while remaining and not (stop is not None and stop.is_set()):
+                states = store.claim(
+                    remaining, clock(), owner=polling.owner, lease=polling.lease, due_only=due_only,
+                    limit=polling.workers * 2,
+                )  # fmt: skip
+                if not states:
+                    break
+                remaining = [name for name in remaining if name not in states]
+                futures = [
+                    (by_name[name], state, pool.submit(_guarded, by_name[name], state, pools, store))
+                    for name, state in states.items()
+                ]
+                unchanged = []
+                for source, state, future in futures:
+                    outcome = future.result()
+                    if outcome.unchanged and outcome.error is None:
+                        unchanged.append((source, state, outcome, clock()))
+                    else:
+                        results.append(_store_outcome(store, source, state, outcome, clock(), polling.rng))
+                results.extend(_store_unchanged(store, unchanged, polling.rng))
+    finally:  # a database gone mid-tick raises: sessions, their threads and parser processes still end
+        pools.sessions.close()
+        if own_parsers:
+            parsers.close()
     if not due_only and not (stop is not None and stop.is_set()):
         for name in remaining:  # asked for by name, yet not claimable: say why rather than nothing
             state = store.source_state(name)
@@ -473,9 +487,8 @@ def _guarded(source: SourceConfig, state: SourceState, pools: _Pools, store: Sto
         outcome = _fetch_and_parse(source, state, pools)
         if outcome.feed is None or source.full_content is None:
             return outcome
-        return replace(
-            outcome, feed=with_full_articles(store, source, outcome.feed, pools.limits.slot, pools.sessions)
-        )
+        feed = with_full_articles(store, source, outcome.feed, pools.limits.slot, pools.sessions)
+        return replace(outcome, feed=replace(feed, items=rewrite_articles(source.filters, feed.items)))
     except Exception as error:  # a bug, not a bad source: keep the traceback
         log.exception("unexpected error while polling source=%s", source.name)
         return _Outcome(

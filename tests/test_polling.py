@@ -14,12 +14,14 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from aggregator import schedule
-from aggregator.models import FetchPolicy, SourceConfig, UpdateResult
-from aggregator.store import Store
+from aggregator.errors import StoreError
+from aggregator.models import FetchPolicy, SourceConfig, SourceState, UpdateResult
+from aggregator.store import Store, create_store_engine, upgrade_schema
 from aggregator.update import Polling, update_sources
 from tests.httpserver import LoopbackServer, pause, respond
 from tests.sample_feeds import Article, rss2
@@ -299,3 +301,34 @@ def test_connections_are_kept_alive_across_sources_and_unchanged_polls_but_cooki
     assert [result.not_modified for result in second] == [True] * 10
     assert 1 <= len(connections) <= 2, "10 conditional GETs over the pool's 2 kept-alive connections"
     assert cookies == [None] * 20, "a cookie one source set is never sent to another"
+
+
+class _StoreThatGoesAway(Store):
+    """A real store whose database becomes unreachable after the first claim of a tick."""
+
+    claims = 0
+
+    def claim(self, *args: Any, **kwargs: Any) -> dict[str, SourceState]:
+        self.claims += 1
+        if self.claims > 1:
+            raise StoreError("database unavailable: connection refused")
+        return super().claim(*args, **kwargs)
+
+
+def test_a_database_gone_mid_tick_leaves_no_session_thread_behind(tmp_path: Path) -> None:
+    def handle(request: BaseHTTPRequestHandler) -> None:
+        respond(request, 200, FEED, RSS)
+
+    store = _StoreThatGoesAway(create_store_engine(f"sqlite:///{tmp_path / 'gone.db'}"))
+    upgrade_schema(store.engine)
+    try:
+        with _serving(handle) as server:
+            sources = [_source(f"s{n}", server.url(f"/{n}")) for n in range(12)]
+            with pytest.raises(StoreError):
+                _poll(store, *sources, workers=2, per_host=2)
+    finally:
+        store.close()
+    deadline = time.monotonic() + 2
+    while any(thread.name == "fetch-deadline" for thread in threading.enumerate()):
+        assert time.monotonic() < deadline, "the sessions' watchdog threads outlived the tick"
+        time.sleep(0.01)
