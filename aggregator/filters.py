@@ -34,6 +34,7 @@ __all__ = [
     "SourceFilters",
     "apply_filters",
     "compile_filters",
+    "rewrite_articles",
 ]
 
 Field = Literal["title", "summary", "content", "url"]
@@ -90,6 +91,25 @@ def apply_filters(filters: SourceFilters | None, items: Iterable[Item]) -> Filte
         return FilterOutcome(items, 0)
     kept = tuple(_rewritten(filters.rewrite, item) for item in items if filters.keeps(item))
     return FilterOutcome(kept, len(items) - len(kept))
+
+
+def rewrite_articles(filters: SourceFilters | None, items: Iterable[Item]) -> tuple[Item, ...]:
+    """The rewrite rules on articles taken from the items' pages (full_content), which came after them."""
+    items = tuple(items)
+    if filters is None or not filters.rewrite:
+        return items
+    return tuple(
+        replace(item, content=_all_applied(filters.rewrite, item.content))
+        if item.feed_content is not None
+        else item
+        for item in items
+    )
+
+
+def _all_applied(rules: Sequence[RewriteRule], html: str) -> str:
+    for rule in rules:
+        html = rule.apply(html)
+    return html
 
 
 def _rewritten(rules: Sequence[RewriteRule], item: Item) -> Item:

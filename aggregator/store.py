@@ -333,6 +333,7 @@ def _storable(item: Item) -> Item:
         title=clean(item.title),
         summary=clean(item.summary),
         content=clean(item.content),
+        feed_content=item.feed_content and clean(item.feed_content),
         url=item.url and clean(item.url),
         guid=item.guid and clean(item.guid),
         authors=tuple(map(clean, item.authors)),
