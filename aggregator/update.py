@@ -82,7 +82,8 @@ class FeedParsers:
     Started at the first large body (a poll where nothing changed never
     starts it); bodies under PARSE_ELSEWHERE_FROM are parsed by the calling
     thread. A parser process that dies (a crash in the XML library, say)
-    fails that source's poll, not the daemon; the next body gets a new one.
+    takes neither the daemon nor a poll with it: the bodies it held are read
+    again by a new process, and only a body that kills that one too fails.
     """
 
     def __init__(self, processes: int) -> None:
