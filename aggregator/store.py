@@ -46,7 +46,6 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
@@ -1005,7 +1004,13 @@ def _in_listing(query: Any, kind: str, key: str) -> Any:
 
 def _insert_for(conn: Connection) -> Any:
     """The dialect's INSERT, which knows ON CONFLICT DO NOTHING (SQLite and PostgreSQL)."""
-    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql  # 50 ms of start-up that SQLite users need not pay
+
+        return postgresql.insert
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert
 
 
 def _chunks(values: Sequence[T], size: int) -> Iterator[Sequence[T]]:
