@@ -43,7 +43,7 @@ def compile_selector(expression: str, *, relative: bool = False, xpath: bool = T
 def html_document(body: bytes, headers: Mapping[str, str], encoding: str | None = None) -> Any:
     """The parsed page, decoded by charset.decode_document; ValueError when it is empty or not HTML."""
     # lxml refuses a str that still declares an encoding: the bytes are decoded already.
-    text = decode_document(body, headers, encoding).text.removeprefix("\ufeff")
+    text = decode_document(body, headers, encoding, html=True).text.removeprefix("\ufeff")
     text = _XML_DECLARATION.sub("", text, count=1)
     if not text.strip():
         raise ValueError("empty page")
