@@ -3,8 +3,8 @@
 The page's boilerplate (`remove:` selectors) is dropped first; then the
 article is what a CSS selector (or an XPath expression, starting with "/")
 matches when the source names one (the content of a lone <div>, <section>,
-<article> or <main> match, which is the article's box), otherwise what is found by
-readability-lxml, a port of Arc90's Readability (see docs/design.md for why
+<article>, <main> or <body> match, which is the article's box), otherwise what is
+found by readability-lxml, a port of Arc90's Readability (see docs/design.md for why
 not trafilatura). The HTML is kept raw, like a feed's content: it is
 sanitized when rendered. Links are made absolute here, against the page's own
 URL (and its <base href>), because after a redirect that is not the item's URL.
