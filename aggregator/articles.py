@@ -6,10 +6,12 @@ items the store does not have yet are fetched, and with `update: true` those
 whose version from this source changed. Pages are fetched with the source's
 own limits (timeouts, deadline, size cap, redirects), a few at a time and
 within the per-host limit shared with feed polling, over the poll's kept-alive
-sessions (fetch.SessionPool); unless the source allows private addresses,
-those sessions refuse connections to loopback, private, link-local and other
-non-global addresses (see fetch.address_refusal). Guarded and unguarded
-sessions are pooled apart, so one source's opt-out never reaches another.
+sessions (fetch.SessionPool: the polling thread's own, or sessions the article
+threads borrow and give back, so that the next source's threads reuse them).
+Unless the source allows private addresses, those sessions refuse connections
+to loopback, private, link-local and other non-global addresses (see
+fetch.address_refusal). Guarded and unguarded sessions are pooled apart, so
+one source's opt-out never reaches another.
 A source's `encoding:` overrides the charset its article pages declare.
 
 Any failure keeps the item with the source's content and is logged with
@@ -81,8 +83,7 @@ def _article(
 ) -> str | None:
     """The article on the page at `url`, or None (logged) when it cannot be had."""
     try:
-        with host_slot(url):
-            session = sessions.get(source.fetch, guarded=not source.allow_private)
+        with host_slot(url), sessions.borrowed(source.fetch, guarded=not source.allow_private) as session:
             page = fetch(session, url, source.fetch)
         return extract_article(page.body, page.headers, page.final_url, spec, source.encoding)
     except (FetchError, ExtractError) as error:

@@ -12,8 +12,11 @@ much they can be trusted avoids mojibake:
    Latin charset (ISO-8859-1, windows-1252, US-ASCII) is what servers send
    by default, and almost any bytes decode with it; so when the document
    itself declares something else that also decodes cleanly, the document wins;
-4. the document's declaration (`<?xml encoding=...?>`, else `<meta charset>`
-   within the first 4 KiB: HTML asks for 1 KiB, publishers are lax);
+4. the document's declaration (`<?xml encoding=...?>`, else, in HTML only,
+   `<meta charset>` within the first 4 KiB: HTML asks for 1 KiB, publishers
+   are lax). A feed or JSON API often quotes a whole page, meta tag and all,
+   in its content: that declares nothing about the feed, which is UTF-8
+   unless it says otherwise (XML 1.0 section 4.3.3, RFC 8259);
 5. UTF-8, then a statistical guess (charset_normalizer) for undeclared bytes.
 
 When nothing decodes cleanly (a stray corrupt byte), the most trusted
@@ -123,10 +126,10 @@ def _bom(body: bytes) -> tuple[str | None, bytes]:
     return _BOMLESS.get(pattern), body
 
 
-def _declared(body: bytes) -> str | None:
-    """The document's own declaration: <?xml encoding?>, else an HTML <meta charset>."""
+def _declared(body: bytes, *, html: bool) -> str | None:
+    """The document's own declaration: <?xml encoding?>, else, for `html`, a <meta charset>."""
     head = body[:_SNIFF_BYTES]
-    match = _XML_DECLARATION.match(head) or _META_CHARSET.search(head)
+    match = _XML_DECLARATION.match(head) or (_META_CHARSET.search(head) if html else None)
     if not match:
         return None
     name = match.group(1).decode("ascii")
@@ -143,14 +146,19 @@ def _strict(body: bytes, codec: str | None) -> str | None:
         return None
 
 
-def decode_document(body: bytes, headers: Mapping[str, str], override: str | None = None) -> Decoded:
-    """The text of a fetched document, by the precedence in the module docstring."""
+def decode_document(
+    body: bytes, headers: Mapping[str, str], override: str | None = None, *, html: bool = False
+) -> Decoded:
+    """The text of a fetched document, by the precedence in the module docstring.
+
+    `html` for HTML pages, the only documents a <meta charset> can declare the encoding of.
+    """
     if (codec := _codec(override)) is not None:
         return Decoded(body.decode(codec, errors="replace"), codec, "override")
     bom, rest = _bom(body)
     if (text := _strict(rest, bom)) is not None:
         return Decoded(text, str(bom), "bom")
-    http, declared = _codec(_http_charset(headers)), _codec(_declared(body))
+    http, declared = _codec(_http_charset(headers)), _codec(_declared(body, html=html))
     http_text = _strict(body, http)
     if http_text is not None and not (http in _WEAK_HTTP and declared not in (None, http)):
         return Decoded(http_text, str(http), "http")

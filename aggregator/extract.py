@@ -3,8 +3,8 @@
 The page's boilerplate (`remove:` selectors) is dropped first; then the
 article is what a CSS selector (or an XPath expression, starting with "/")
 matches when the source names one (the content of a lone <div>, <section>,
-<article> or <main> match, which is the article's box), otherwise what is found by
-readability-lxml, a port of Arc90's Readability (see docs/design.md for why
+<article>, <main> or <body> match, which is the article's box), otherwise what is
+found by readability-lxml, a port of Arc90's Readability (see docs/design.md for why
 not trafilatura). The HTML is kept raw, like a feed's content: it is
 sanitized when rendered. Links are made absolute here, against the page's own
 URL (and its <base href>), because after a redirect that is not the item's URL.
@@ -12,14 +12,13 @@ URL (and its <base href>), because after a redirect that is not the item's URL.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lxml.html  # type: ignore[import-untyped]
 
 from .errors import ExtractError
-from .markup import compile_selector, html_document
+from .markup import compile_selector, html_document, inner_html
 from .models import FullContentSpec
 
 # A single match of one of these is the box the article sits in (`#ContentBody`), not part of
@@ -64,16 +63,10 @@ def _by_selector(document: lxml.html.HtmlElement, url: str, selector: str) -> st
     if not _has_content(outermost):
         raise ExtractError(f"selector '{selector}' matched only empty elements on {url}")
     if len(outermost) == 1 and outermost[0].tag in _WRAPPERS:
-        return _inner_html(outermost[0])
+        return inner_html(outermost[0]).strip()
     return "".join(
         lxml.html.tostring(node, encoding="unicode", method="html", with_tail=False) for node in outermost
     )
-
-
-def _inner_html(node: lxml.html.HtmlElement) -> str:
-    """What an element holds, without its own tag: its text, then each child with the text after it."""
-    children = (lxml.html.tostring(child, encoding="unicode", method="html") for child in node)
-    return (html.escape(node.text or "", quote=False) + "".join(children)).strip()
 
 
 def _by_readability(document: lxml.html.HtmlElement, url: str) -> str:

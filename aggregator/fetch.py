@@ -65,36 +65,67 @@ def make_session(policy: FetchPolicy, *, refuse_address: AddressRefusal | None =
 
 
 class SessionPool:
-    """One session per thread and fetch policy: keep-alive connections serve source after source.
+    """Kept-alive sessions per fetch policy, each used by one thread at a time.
 
-    A session is used by one thread at a time (its adapter's deadline watch
-    belongs to the fetch in progress); `fetch` clears its cookies after every
-    exchange, so nothing one source set reaches another.
+    A session's adapter watches one fetch at a time (its deadline) and owns a
+    watchdog thread and connections, so sessions are few and reused: a polling
+    thread keeps one for its life (`get`); a short-lived thread, such as one of
+    the article fetchers started per source, borrows one and gives it back
+    (`borrowed`), so that the next thread finds it with its connections open.
+    `fetch` clears its cookies after every exchange, so nothing one source set
+    reaches another.
     """
 
     def __init__(self) -> None:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._sessions: list[requests.Session] = []
+        self._free: dict[tuple[FetchPolicy, bool], list[requests.Session]] = {}
 
     def get(self, policy: FetchPolicy, *, guarded: bool = False) -> requests.Session:
-        """This thread's session for `policy`; `guarded` ones refuse non-global addresses (article pages)."""
-        sessions: dict[tuple[FetchPolicy, bool], requests.Session] = self._local.__dict__.setdefault(
-            "sessions", {}
-        )
-        session = sessions.get((policy, guarded))
+        """This thread's session for `policy`, for its life; `guarded` ones refuse non-global addresses."""
+        held = self._held()
+        session = held.get((policy, guarded))
         if session is None:
-            refuse = address_refusal if guarded else None
-            session = sessions[policy, guarded] = make_session(policy, refuse_address=refuse)
-            with self._lock:
-                self._sessions.append(session)
+            session = held[policy, guarded] = self._check_out((policy, guarded))
         return session
+
+    @contextlib.contextmanager
+    def borrowed(self, policy: FetchPolicy, *, guarded: bool = False) -> Iterator[requests.Session]:
+        """A session for `policy` for the block only: this thread's own, else a free one, else a new one."""
+        key = (policy, guarded)
+        own = self._held().get(key)
+        if own is not None:  # only this thread uses it, and a thread makes one fetch at a time
+            yield own
+            return
+        session = self._check_out(key)
+        try:
+            yield session
+        finally:
+            with self._lock:
+                self._free.setdefault(key, []).append(session)  # last in, first out: its connections are warm
 
     def close(self) -> None:
         with self._lock:
-            sessions, self._sessions = self._sessions, []
+            sessions, self._sessions, self._free = self._sessions, [], {}
         for session in sessions:
             session.close()
+
+    def _held(self) -> dict[tuple[FetchPolicy, bool], requests.Session]:
+        held: dict[tuple[FetchPolicy, bool], requests.Session] = self._local.__dict__.setdefault("held", {})
+        return held
+
+    def _check_out(self, key: tuple[FetchPolicy, bool]) -> requests.Session:
+        """A free session for `key`, taken off the free list, or a new one."""
+        with self._lock:
+            free = self._free.get(key)
+            if free:
+                return free.pop()
+        policy, guarded = key
+        session = make_session(policy, refuse_address=address_refusal if guarded else None)
+        with self._lock:
+            self._sessions.append(session)
+        return session
 
 
 def fetch(

@@ -23,7 +23,7 @@ from typing import Literal
 
 import lxml.html  # type: ignore[import-untyped]
 
-from .markup import Select, compile_selector
+from .markup import Select, compile_selector, inner_html
 from .models import Item
 
 __all__ = [
@@ -134,8 +134,7 @@ def _remove(html: str, selector: Select) -> str:
     for element in matched:
         if element is not root and element.getparent() is not None:
             element.drop_tree()
-    text = root.text or ""
-    return text + "".join(lxml.html.tostring(child, encoding="unicode") for child in root)
+    return inner_html(root)
 
 
 # --- compiling the YAML --------------------------------------------------------

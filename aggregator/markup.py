@@ -2,11 +2,13 @@
 
 Shared by html listings (scrape.py), article pages (extract.py) and
 `rewrite: [{remove: ...}]` rules (filters.py), so that a selector means the
-same, and fails with the same message, wherever a source's config uses one.
+same, and fails with the same message, wherever a source's config uses one,
+and what it selects is written back as HTML the same way (`inner_html`).
 """
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -18,7 +20,7 @@ from lxml.cssselect import CSSSelector  # type: ignore[import-untyped]
 
 from .charset import decode_document
 
-__all__ = ["Select", "compile_selector", "html_document"]
+__all__ = ["Select", "compile_selector", "html_document", "inner_html"]
 
 Select = Callable[[Any], Any]  # an element -> the elements (or XPath values) found from it
 _XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
@@ -43,7 +45,7 @@ def compile_selector(expression: str, *, relative: bool = False, xpath: bool = T
 def html_document(body: bytes, headers: Mapping[str, str], encoding: str | None = None) -> Any:
     """The parsed page, decoded by charset.decode_document; ValueError when it is empty or not HTML."""
     # lxml refuses a str that still declares an encoding: the bytes are decoded already.
-    text = decode_document(body, headers, encoding).text.removeprefix("\ufeff")
+    text = decode_document(body, headers, encoding, html=True).text.removeprefix("\ufeff")
     text = _XML_DECLARATION.sub("", text, count=1)
     if not text.strip():
         raise ValueError("empty page")
@@ -51,3 +53,13 @@ def html_document(body: bytes, headers: Mapping[str, str], encoding: str | None 
         return lxml.html.document_fromstring(text)
     except (etree.ParserError, ValueError) as error:
         raise ValueError(f"not an HTML page ({error})") from None
+
+
+def inner_html(element: Any) -> str:
+    """What `element` holds, as HTML, without its own tag: its leading text, then each child and its tail.
+
+    lxml gives the leading text unescaped ("&lt;" reads as "<"): it is escaped
+    again here, else text that showed as "<script>" would turn into markup.
+    """
+    children = "".join(lxml.html.tostring(child, encoding="unicode", method="html") for child in element)
+    return html.escape(element.text or "", quote=False) + children

@@ -35,12 +35,11 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 from zoneinfo import ZoneInfo
 
-import lxml.html  # type: ignore[import-untyped]
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]
 
 from aggregator.charset import decode_document
 from aggregator.errors import ParseError
-from aggregator.markup import Select, compile_selector, html_document
+from aggregator.markup import Select, compile_selector, html_document, inner_html
 from aggregator.models import ListingSpec, ParsedFeed
 from aggregator.parse import RawEntry, RawFeed, build_feed
 
@@ -211,7 +210,7 @@ def _evaluate(compiled: _HtmlExpression, node: Any, name: str) -> list[str]:
     for result in found:
         if isinstance(result, etree._Element):
             if compiled.read == "html":
-                value = _inner_html(result)
+                value = inner_html(result)
             elif compiled.read.startswith("@"):
                 value = result.get(compiled.read[1:]) or ""
             else:
@@ -223,11 +222,6 @@ def _evaluate(compiled: _HtmlExpression, node: Any, name: str) -> list[str]:
             continue
         values.append(value.strip())
     return values
-
-
-def _inner_html(element: Any) -> str:
-    children = "".join(lxml.html.tostring(child, encoding="unicode") for child in element)
-    return html.escape(element.text or "", quote=False) + children
 
 
 def _html_rows(document: Any, spec: ListingSpec, url: str) -> list[dict[str, list[str]]]:

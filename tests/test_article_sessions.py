@@ -7,6 +7,7 @@ into a real database.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -25,14 +26,20 @@ PAGES = 6
 
 
 class Publisher:
-    """Feeds at /<name>/feed.xml linking to /<name>/<n>.html; (path, client port) of every request kept."""
+    """Feeds at /<name>/feed.xml linking to /<name>/<n>.html.
+
+    Kept for every request: (path, client port), and how many sessions the
+    client process had open then (each has one "fetch-deadline" watchdog thread).
+    """
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, int]] = []
+        self.watchdogs: list[int] = []
         self.server = LoopbackServer(self._handle)
 
     def _handle(self, request: BaseHTTPRequestHandler) -> None:
         self.requests.append((request.path, request.client_address[1]))
+        self.watchdogs.append(_watchdog_threads())
         name, _, page = request.path.strip("/").partition("/")
         if page == "feed.xml":
             links = [Article(f"{name} {n}", self.server.url(f"/{name}/{n}.html"), DATE) for n in range(PAGES)]
@@ -54,6 +61,10 @@ def publisher() -> Iterator[Publisher]:
     publisher = Publisher()
     yield publisher
     publisher.server.close()
+
+
+def _watchdog_threads() -> int:
+    return sum(thread.name == "fetch-deadline" for thread in threading.enumerate())
 
 
 def _poll(tmp_path: Path, database_url: str, sources_yaml: str) -> dict[str, list[str]]:
@@ -81,6 +92,27 @@ def test_article_pages_of_one_host_come_over_kept_alive_connections(
     assert len(set(ports)) <= concurrency  # a new session per page would use PAGES connections
     if concurrency == 1:  # fetched on the polling thread: the feed's own connection serves them too
         assert set(ports) == set(publisher.ports("news", articles=False))
+
+
+def test_article_threads_of_many_sources_share_a_few_sessions(
+    tmp_path: Path, database_url: str, publisher: Publisher
+) -> None:
+    before = _watchdog_threads()
+    names = [f"site{n}" for n in range(10)]
+    stored = _poll(
+        tmp_path,
+        database_url,
+        "".join(
+            f'  - {{name: {name}, url: "{publisher.server.url(f"/{name}/feed.xml")}", category: news,'
+            f' allow_private: true, full_content: {{selector: "#ContentBody", concurrency: 2}}}}\n'
+            for name in names
+        ),
+    )
+
+    assert all(len(stored[name]) == PAGES and all("Full text" in c for c in stored[name]) for name in names)
+    # One polling thread's session plus one per article thread running at once, not one per thread started.
+    assert max(publisher.watchdogs) - before <= 1 + 2
+    assert len({port for _, port in publisher.requests}) <= 1 + 2
 
 
 def test_a_guarded_source_still_refuses_loopback_after_an_open_one_used_the_pool(
@@ -124,3 +156,30 @@ def test_the_pool_keeps_guarded_and_unguarded_sessions_apart(publisher: Publishe
         pool.close()
     assert len(publisher.ports("news", articles=False)) == 2
     assert len(set(publisher.ports("news", articles=False))) == 1  # the unguarded one kept its connection
+
+
+def test_a_borrowed_session_goes_back_to_the_pool_and_keeps_its_guard(publisher: Publisher) -> None:
+    policy = FetchPolicy("aggregator-test/1.0", 2, 2, 5, 1 << 20, 5)
+    url = publisher.server.url("/news/feed.xml")
+    pool = SessionPool()
+    lent: list[object] = []
+
+    def borrow_and_fetch() -> None:  # each on a thread of its own, one after the other
+        with pool.borrowed(policy) as session:
+            lent.append(session)
+            assert fetch(session, url, policy).status == 200
+        with pool.borrowed(policy, guarded=True) as session:
+            lent.append(session)
+            with pytest.raises(FetchError, match=r"refused to connect to 127\.0\.0\.1"):
+                fetch(session, url, policy)
+
+    try:
+        for _ in range(3):
+            thread = threading.Thread(target=borrow_and_fetch)
+            thread.start()
+            thread.join()
+    finally:
+        pool.close()
+    assert len(lent) == 6 and len(set(map(id, lent))) == 2  # one unguarded, one guarded, reused
+    assert len(publisher.ports("news", articles=False)) == 3
+    assert len(set(publisher.ports("news", articles=False))) == 1

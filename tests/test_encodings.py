@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from aggregator.charset import decode_document
+from aggregator.charset import Decoded, decode_document
 from aggregator.config import load_config
 from aggregator.errors import ConfigError
 from aggregator.fetch import fetch, make_session
@@ -125,6 +125,25 @@ def test_one_corrupt_byte_costs_one_character_not_the_page() -> None:
     assert "\ufffd" in feed.title
 
 
+@pytest.mark.parametrize("declaration", ['<?xml version="1.0"?>\n', ""], ids=["no-encoding", "none"])
+def test_a_meta_charset_quoted_inside_a_utf8_feed_does_not_decide_its_encoding(declaration: str) -> None:
+    """XML without a BOM, an encoding declaration or an HTTP charset is UTF-8 (XML 1.0, 4.3.3)."""
+    title = "央行降准"
+    page = f'<html><head><meta charset="gbk"></head><body><p>{title}释放长期资金</p></body></html>'
+    body = (
+        f'{declaration}<rss version="2.0"><channel><title>{title}</title>'
+        "<link>https://news.example.cn/</link><description>d</description>"
+        f"<item><title>{title}</title><link>https://news.example.cn/a/1.html</link>"
+        f"<description><![CDATA[{page}]]></description></item></channel></rss>"
+    ).encode()
+    assert body.decode("gb18030") != body.decode()  # the premise: the bytes "decode" as GBK too
+
+    feed = poll(body, "application/rss+xml")
+    assert feed.title == title
+    [item] = feed.items
+    assert item.title == title and f"{title}释放长期资金" in item.summary
+
+
 @pytest.mark.parametrize(
     ("body", "headers", "reason"),
     [
@@ -137,7 +156,13 @@ def test_one_corrupt_byte_costs_one_character_not_the_page() -> None:
 def test_the_rule_that_chose_the_encoding_is_reported(
     body: bytes, headers: dict[str, str], reason: str
 ) -> None:
-    assert decode_document(body, headers).reason == reason
+    assert decode_document(body, headers, html=True).reason == reason
+
+
+def test_only_html_reads_its_charset_from_a_meta_tag() -> None:
+    body = '<meta charset="gbk"><p>央行降准</p>'.encode()
+    assert decode_document(body, {}, html=True).encoding == "gb18030"  # as browsers read a page
+    assert decode_document(body, {}) == Decoded(body.decode(), "utf-8", "utf-8")
 
 
 def test_unknown_encoding_is_a_config_error_naming_the_source(tmp_path: Path) -> None:

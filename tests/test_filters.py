@@ -107,6 +107,15 @@ def test_remove_leaves_html_without_a_match_untouched(tmp_path: Path) -> None:
     assert apply_filters(rules, [item("t", content=content)]).items[0].content == content
 
 
+def test_remove_keeps_escaped_text_before_the_first_element_escaped(tmp_path: Path) -> None:
+    rules = filters_from_yaml(tmp_path, 'rewrite: [{remove: "span.ad"}]')
+    content = '5 &lt; 6 &amp; 7, not &lt;script&gt;<span class="ad">buy</span><p>x &amp; y</p>'
+    [kept] = apply_filters(rules, [item("t", content=content)]).items
+    assert kept.content == "5 &lt; 6 &amp; 7, not &lt;script&gt;<p>x &amp; y</p>"
+    text = lxml_html.fragment_fromstring(kept.content, create_parent="div").text_content()
+    assert text == "5 < 6 & 7, not <script>x & y"
+
+
 @pytest.mark.parametrize(
     ("rules", "message"),
     [

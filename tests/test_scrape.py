@@ -222,7 +222,27 @@ HTML_GB2312, HTML_GBK = "text/html; charset=GB2312", "text/html; charset=gbk"
     ],
 )  # fmt: skip
 def test_html_is_decoded_from_bytes(body: bytes, headers: dict[str, str], expected: str) -> None:
-    assert expected in decode_document(body, headers).text
+    assert expected in decode_document(body, headers, html=True).text
+
+
+def test_a_meta_charset_inside_a_json_field_does_not_decide_the_apis_encoding() -> None:
+    """JSON is UTF-8 (RFC 8259): an article's HTML quoted in a field declares nothing about the API."""
+    summary = "<html><head><meta charset=gbk></head><body><p>央行降准释放长期资金</p></body></html>"
+    row = {"title": "央行降准", "url": "/a/1.html", "showTime": "2022-03-14 10:55:11", "summary": summary}
+    listing = {"data": {"list": [row]}}
+    body = json.dumps(listing, ensure_ascii=False).encode()
+    assert body.decode("gb18030") != body.decode()  # the premise: the bytes "decode" as GBK too
+
+    (item,) = _scrape(body, EM_SPEC).feed.items
+    assert item.title == "央行降准" and "央行降准释放长期资金" in item.summary
+
+
+def test_a_gbk_listing_declared_only_by_meta_is_read_through_the_listing_path() -> None:
+    body = _listing(
+        ITEM, charset="gbk", head='<meta http-equiv="Content-Type" content="text/html; charset=gbk">'
+    )
+    (item,) = _scrape(body, HTML_SPEC, PAGE_URL, **{"Content-Type": "text/html"}).feed.items
+    assert item.title == "朱镕基旧居 开放"
 
 
 def test_gb2312_page_with_gbk_characters_gives_clean_titles() -> None:
