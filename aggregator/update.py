@@ -190,9 +190,10 @@ def _parse(source: SourceConfig, state: SourceState, fetched: Fetched, pools: _P
     if source.listing is None:
         return pools.parsers.parse(source, fetched)
 
-    def fetch_page(url: str) -> Fetched:
+    def fetch_page(url: str) -> Fetched:  # a next_page link comes from the page: guarded like an article's
+        session = pools.sessions.get(source.fetch, guarded=not source.allow_private)
         with pools.limits.slot(url):
-            return fetch(pools.sessions.get(source.fetch), url, source.fetch)
+            return fetch(session, url, source.fetch)
 
     return read_listing(source, fetched, fetch_page, backfill=state.body_hash is None)
 

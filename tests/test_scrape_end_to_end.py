@@ -94,9 +94,10 @@ sources:
      fields: {{title: title, link: url, date: showTime, summary: summary}}, date_format: "%Y-%m-%d %H:%M:%S",
      timezone: Asia/Shanghai, category: emnews, tags: ["东财滚动新闻"]}}
   - {{name: some-site, kind: html, url: "{feed_server.url("/news/")}", items: "ul.news > li",
-     fields: {html_fields}, date_format: "%Y-%m-%d %H:%M", next_page: "a.next@href", category: news}}
+     fields: {html_fields}, date_format: "%Y-%m-%d %H:%M", next_page: "a.next@href", category: news,
+     allow_private: true}}
   - {{name: loop, kind: html, url: "{feed_server.url("/loop/")}", items: "ul.news > li",
-     fields: {html_fields}, next_page: "a.next@href", category: news}}
+     fields: {html_fields}, next_page: "a.next@href", category: news, allow_private: true}}
   - {{name: gbk, kind: html, url: "{feed_server.url("/gbk/")}", items: "//ul/li", fields: {html_fields},
      date_format: "%Y-%m-%d %H:%M", category: news}}
   - {{name: redesigned, kind: html, url: "{feed_server.url("/redesigned/")}", items: "ul.headlines > li",
