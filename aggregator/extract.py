@@ -42,7 +42,13 @@ def extract_article(
     return _by_readability(document, url)
 
 
+_PAGE_TYPES = ("text/html", "application/xhtml+xml")
+
+
 def _document(body: bytes, headers: Mapping[str, str], url: str, encoding: str | None) -> Any:
+    media_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type and media_type not in _PAGE_TYPES:  # a PDF or an image would read as garbage text
+        raise ExtractError(f"not an HTML page ({media_type}) at {url}")
     try:
         document = html_document(body, headers, encoding)
     except ValueError as error:

@@ -226,6 +226,21 @@ def test_selector_matching_nothing_keeps_feed_content(make_site: MakeSite, feed_
     assert f"selector '#ArticleText' matched nothing on {url}" in completed.stderr
 
 
+def test_a_link_to_something_else_than_a_page_keeps_the_feed_content(
+    make_site: MakeSite, feed_server: FeedServer
+) -> None:
+    feed_server.serve("/feed.xml", feed_of(feed_server, ["/news/1.html"]))
+    title, _, paragraphs = ARTICLES["/news/1.html"]
+    feed_server.serve("/news/1.html", article_page(title, paragraphs), content_type="application/pdf")
+    site = make_site("true")
+
+    completed = site.run("run", "--once")
+
+    title, summary, _ = ARTICLES["/news/1.html"]
+    assert site.content(title) == summary
+    assert f"not an HTML page (application/pdf) at {feed_server.url('/news/1.html')}" in completed.stderr
+
+
 @pytest.mark.parametrize("update", [False, True])
 def test_only_new_items_are_fetched_again(make_site: MakeSite, feed_server: FeedServer, update: bool) -> None:
     serve_site(feed_server, ["/news/1.html"])
