@@ -19,12 +19,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import lxml.html  # type: ignore[import-untyped]
-
-from .markup import Select, compile_selector, inner_html
 from .models import Item
+
+if TYPE_CHECKING:
+    from .markup import Select
 
 __all__ = [
     "FIELDS",
@@ -127,6 +127,10 @@ def _field(item: Item, name: Field) -> str:
 
 def _remove(html: str, selector: Select) -> str:
     """`html` without the elements `selector` matches (their tail text is kept)."""
+    import lxml.html  # type: ignore[import-untyped]  # with markup: only sources with `remove` rules
+
+    from .markup import inner_html
+
     root = lxml.html.fragment_fromstring(html, create_parent="div")
     matched = selector(root)
     if not matched:
@@ -166,6 +170,8 @@ def _rewrite_rule(raw: object, where: str) -> RewriteRule:
         if not isinstance(selector, str) or not selector.strip():
             raise ValueError(f"{where}.remove: expected a CSS selector, got {selector!r}")
         try:
+            from .markup import compile_selector  # lxml and cssselect: for sources with `remove` rules only
+
             return RewriteRule(remove=compile_selector(selector, xpath=False), remove_text=selector)
         except ValueError as error:
             raise ValueError(f"{where}.remove: {error}") from None

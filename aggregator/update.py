@@ -21,7 +21,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -30,14 +30,11 @@ from functools import partial
 from urllib.parse import urlsplit
 
 from . import schedule
-from .articles import with_full_articles
 from .dating import FUTURE_TOLERANCE, is_future
 from .errors import FetchError, ParseError, StoreError
 from .fetch import SessionPool, fetch
 from .filters import apply_filters, rewrite_articles
-from .listing import read_listing
 from .models import Fetched, ParsedFeed, SourceConfig, SourceState, UpdateResult
-from .parse import parse_feed
 from .store import PollRecord, SaveResult, Store
 
 log = logging.getLogger(__name__)
@@ -92,6 +89,8 @@ class FeedParsers:
         self._pool: ProcessPoolExecutor | None = None
 
     def parse(self, source: SourceConfig, fetched: Fetched) -> ParsedFeed:
+        from .parse import parse_feed  # imported at the first body: most polls of a day bring none
+
         job = partial(
             parse_feed,
             fetched.body,
@@ -194,6 +193,8 @@ def _parse(source: SourceConfig, state: SourceState, fetched: Fetched, pools: _P
         session = pools.sessions.get(source.fetch, guarded=not source.allow_private)
         with pools.limits.slot(url):
             return fetch(session, url, source.fetch)
+
+    from .listing import read_listing  # like parse_feed, at the first body that needs it
 
     return read_listing(source, fetched, fetch_page, backfill=state.body_hash is None)
 
@@ -451,26 +452,28 @@ def update_sources(
     results: list[UpdateResult] = []
     try:
         with ThreadPoolExecutor(max_workers=max(1, polling.workers), thread_name_prefix="poll") as pool:
-            while remaining and not (stop is not None and stop.is_set()):
+
+            def claim_and_submit() -> list[tuple[SourceConfig, SourceState, Future[_Outcome]]]:
+                nonlocal remaining
+                if not remaining or (stop is not None and stop.is_set()):
+                    return []
                 states = store.claim(
                     remaining, clock(), owner=polling.owner, lease=polling.lease, due_only=due_only,
                     limit=polling.workers * 2,
                 )  # fmt: skip
-                if not states:
-                    break
                 remaining = [name for name in remaining if name not in states]
-                futures = [
+                return [
                     (by_name[name], state, pool.submit(_guarded, by_name[name], state, pools, store))
                     for name, state in states.items()
                 ]
-                unchanged = []
-                for source, state, future in futures:
-                    outcome = future.result()
-                    if outcome.unchanged and outcome.error is None:
-                        unchanged.append((source, state, outcome, clock()))
-                    else:
-                        results.append(_store_outcome(store, source, state, outcome, clock(), polling.rng))
-                results.extend(_store_unchanged(store, unchanged, polling.rng))
+
+            batch = claim_and_submit()
+            while batch:
+                # The next batch is claimed and fetched while this one is stored: the pool never
+                # idles waiting for the slowest source of a batch, and at most two batches are leased.
+                following = claim_and_submit()
+                results.extend(_store_batch(store, batch, clock, polling.rng))
+                batch = following
     finally:  # a database gone mid-tick raises: sessions, their threads and parser processes still end
         pools.sessions.close()
         if own_parsers:
@@ -483,12 +486,32 @@ def update_sources(
     return results
 
 
+def _store_batch(
+    store: Store,
+    batch: Sequence[tuple[SourceConfig, SourceState, Future[_Outcome]]],
+    clock: Callable[[], datetime],
+    rng: random.Random,
+) -> list[UpdateResult]:
+    """Store a batch's outcomes in config order (the first source listed files a shared article)."""
+    results: list[UpdateResult] = []
+    unchanged = []
+    for source, state, future in batch:
+        outcome = future.result()
+        if outcome.unchanged and outcome.error is None:
+            unchanged.append((source, state, outcome, clock()))
+        else:
+            results.append(_store_outcome(store, source, state, outcome, clock(), rng))
+    return results + _store_unchanged(store, unchanged, rng)
+
+
 def _guarded(source: SourceConfig, state: SourceState, pools: _Pools, store: Store) -> _Outcome:
     """Run in a worker: never raises, so a bug in one source cannot hide another's result."""
     try:
         outcome = _fetch_and_parse(source, state, pools)
         if outcome.feed is None or source.full_content is None:
             return outcome
+        from .articles import with_full_articles  # only sources with full_content need it
+
         feed = with_full_articles(store, source, outcome.feed, pools.limits.slot, pools.sessions)
         return replace(outcome, feed=replace(feed, items=rewrite_articles(source.filters, feed.items)))
     except Exception as error:  # a bug, not a bad source: keep the traceback
