@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_WORKERS = 16  # fetching is I/O: threads mostly wait on sockets
 DEFAULT_PER_HOST = 2  # connections at once to one host: publishers ban rude pollers
+# Parsers are spawned, not forked: this process has threads, whose locks a forked child would inherit.
+_SPAWN = multiprocessing.get_context("spawn")
 PARSE_ELSEWHERE_FROM = 16 * 1024  # bytes: a smaller body parses faster than it travels to another process
 ADOPT_AFTER = 3  # polls in a row that must show the same permanent redirect before it is adopted
 
@@ -103,15 +105,16 @@ class FeedParsers:
         )
         if self._processes < 1 or len(fetched.body) < PARSE_ELSEWHERE_FROM:
             return job()
-        for attempt in (1, 2):  # a crash breaks every body in flight: each gets one more try on a new process
-            pool = self._started()
-            try:
-                return pool.submit(job).result()
+        pool = self._started()
+        try:
+            return pool.submit(job).result()
+        except BrokenProcessPool:  # a crash breaks every body in flight, not only the one that caused it
+            self._replace(pool)
+        with ProcessPoolExecutor(1, mp_context=_SPAWN, initializer=_parser_started) as alone:
+            try:  # read again in a process of its own: only the body that kills it fails
+                return alone.submit(job).result()
             except BrokenProcessPool:
-                self._replace(pool)
-                if attempt == 2:
-                    raise ParseError("the parser process died reading this body") from None
-        raise AssertionError("unreachable")
+                raise ParseError("the parser process died reading this body") from None
 
     def close(self) -> None:
         with self._lock:
@@ -122,10 +125,8 @@ class FeedParsers:
     def _started(self) -> ProcessPoolExecutor:
         with self._lock:
             if self._pool is None:
-                # spawn, not fork: this process has threads, whose locks a forked child would inherit.
-                spawn = multiprocessing.get_context("spawn")
                 self._pool = ProcessPoolExecutor(
-                    self._processes, mp_context=spawn, initializer=_parser_started
+                    self._processes, mp_context=_SPAWN, initializer=_parser_started
                 )
             return self._pool
 
@@ -441,7 +442,7 @@ def update_sources(
 
     `due_only=False` polls them whether due or not (still once each, and not
     while another worker holds one). `stop` lets a daemon shutting down
-    finish the batch in flight and claim no more.
+    finish the batches in flight (at most two) and claim no more.
     """
     polling = polling or Polling()
     by_name = {source.name: source for source in sources}
@@ -471,7 +472,11 @@ def update_sources(
             while batch:
                 # The next batch is claimed and fetched while this one is stored: the pool never
                 # idles waiting for the slowest source of a batch, and at most two batches are leased.
-                following = claim_and_submit()
+                try:
+                    following = claim_and_submit()
+                except BaseException:  # the database went away: what was fetched is recorded if it can be
+                    results.extend(_store_batch(store, batch, clock, polling.rng))
+                    raise
                 results.extend(_store_batch(store, batch, clock, polling.rng))
                 batch = following
     finally:  # a database gone mid-tick raises: sessions, their threads and parser processes still end

@@ -9,8 +9,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+import pytest
+
+import aggregator.parse
+from aggregator.errors import ParseError
 from aggregator.models import Fetched, FetchPolicy, SourceConfig
 from aggregator.update import PARSE_ELSEWHERE_FROM, FeedParsers
+from tests import poisoned_parser
 from tests.test_parse import big_rss20
 
 SOURCE = SourceConfig(
@@ -82,6 +87,24 @@ def test_a_parser_process_ignores_the_signals_meant_for_the_daemon() -> None:
         child.join(0.5)
         assert child.is_alive()
         assert len(parsers.parse(SOURCE, _fetched(big_rss20(200))).items) == 200
+    finally:
+        parsers.close()
+    assert not multiprocessing.active_children()
+
+
+def test_only_the_body_that_kills_its_parser_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bodies in flight beside it are read again, each alone; the killer fails with a clear error."""
+    monkeypatch.setattr(aggregator.parse, "parse_feed", poisoned_parser.parse_or_die)
+    good = big_rss20(300)
+    parsers = FeedParsers(1)
+    try:
+        with ThreadPoolExecutor(2) as threads:
+            killer = threads.submit(parsers.parse, SOURCE, _fetched(poisoned_parser.MARK + good))
+            time.sleep(0.05)
+            innocent = threads.submit(parsers.parse, SOURCE, _fetched(good))
+            assert len(innocent.result().items) == 300
+            with pytest.raises(ParseError, match="the parser process died reading this body"):
+                killer.result()
     finally:
         parsers.close()
     assert not multiprocessing.active_children()

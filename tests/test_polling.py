@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from aggregator import schedule
 from aggregator.errors import StoreError
@@ -326,6 +327,14 @@ def test_a_database_gone_mid_tick_leaves_no_session_thread_behind(tmp_path: Path
             sources = [_source(f"s{n}", server.url(f"/{n}")) for n in range(12)]
             with pytest.raises(StoreError):
                 _poll(store, *sources, workers=2, per_host=2)
+        # The batch fetched before the failing claim is recorded, and its leases end with it.
+        polled = [row.name for row in store.status() if row.last_polled_at is not None]
+        assert len(polled) == 2 * 2, "workers=2 claim batches of 4"
+        with store.engine.connect() as connection:
+            leased = connection.execute(
+                text("SELECT name FROM sources WHERE lease_owner IS NOT NULL")
+            ).scalars()
+            assert not set(leased) & set(polled)
     finally:
         store.close()
     deadline = time.monotonic() + 2
