@@ -82,7 +82,7 @@ class FeedParsers:
     starts it); bodies under PARSE_ELSEWHERE_FROM are parsed by the calling
     thread. A parser process that dies (a crash in the XML library, say)
     takes neither the daemon nor a poll with it: the bodies it held are read
-    again by a new process, and only a body that kills that one too fails.
+    again, each in a process of its own, and only a body that kills its own fails.
     """
 
     def __init__(self, processes: int) -> None:
