@@ -588,6 +588,23 @@ class Store:
         self, source: SourceConfig, poll: PollRecord, feed: ParsedFeed | None = None
     ) -> SaveResult:
         """Record one poll and merge its items, in one transaction; the lease ends with it."""
+        return self.record_polls([(source, poll, feed)])[0]
+
+    def record_polls(
+        self, polls: Sequence[tuple[SourceConfig, PollRecord, ParsedFeed | None]]
+    ) -> list[SaveResult]:
+        """Record polls and merge their items in one transaction, in order; the leases end with it.
+
+        One commit for a batch of sources rather than one each: on SQLite most
+        of a commit is rewriting the same index pages. Should it fail, nothing
+        of it is kept, and the caller records the polls one by one.
+        """
+        with self._begin() as conn:
+            return [self._record(conn, source, poll, feed) for source, poll, feed in polls]
+
+    def _record(
+        self, conn: Connection, source: SourceConfig, poll: PollRecord, feed: ParsedFeed | None
+    ) -> SaveResult:
         new = updated = 0
         values: dict[str, Any] = {
             "url": poll.url,
@@ -612,15 +629,14 @@ class Store:
             values |= {"last_error": poll.error, "error_count": sources_table.c.error_count + 1}
         if feed is not None:
             values |= {"title": feed.title.replace("\x00", ""), "link": feed.link}
-        with self._begin() as conn:
-            source_id = conn.execute(
-                update(sources_table)
-                .where(sources_table.c.name == source.name)
-                .values(**values)
-                .returning(sources_table.c.id)
-            ).scalar_one()
-            if feed is not None and feed.items:
-                new, updated = self._merge_items(conn, source, source_id, feed.items, poll.polled_at)
+        source_id = conn.execute(
+            update(sources_table)
+            .where(sources_table.c.name == source.name)
+            .values(**values)
+            .returning(sources_table.c.id)
+        ).scalar_one()
+        if feed is not None and feed.items:
+            new, updated = self._merge_items(conn, source, source_id, feed.items, poll.polled_at)
         return SaveResult(new=new, updated=updated, seen=len(feed.items) if feed is not None else 0)
 
     def new_and_changed(self, source: SourceConfig, items: Sequence[Item]) -> tuple[set[str], set[str]]:

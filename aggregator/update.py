@@ -79,7 +79,8 @@ class FeedParsers:
     """parse_feed in other processes, so that parsing uses the cores the GIL keeps the threads from.
 
     Started at the first large body (a poll where nothing changed never
-    starts it); bodies under PARSE_ELSEWHERE_FROM are parsed by the calling
+    starts it); bodies under PARSE_ELSEWHERE_FROM, and the bodies that
+    arrive while the processes are still starting, are parsed by the calling
     thread. A parser process that dies (a crash in the XML library, say)
     takes neither the daemon nor a poll with it: the bodies it held are read
     again, each in a process of its own, and only a body that kills its own fails.
@@ -89,6 +90,7 @@ class FeedParsers:
         self._processes = processes
         self._lock = threading.Lock()
         self._pool: ProcessPoolExecutor | None = None
+        self._ready: Future[None] | None = None
 
     def parse(self, source: SourceConfig, fetched: Fetched) -> ParsedFeed:
         from .parse import parse_feed  # imported at the first body: most polls of a day bring none
@@ -105,7 +107,9 @@ class FeedParsers:
         )
         if self._processes < 1 or len(fetched.body) < PARSE_ELSEWHERE_FROM:
             return job()
-        pool = self._started()
+        pool, ready = self._started()
+        if not ready.done():  # spawning one takes most of a second: the first bodies need not wait for it
+            return job()
         try:
             return pool.submit(job).result()
         except BrokenProcessPool:  # a crash breaks every body in flight, not only the one that caused it
@@ -116,25 +120,38 @@ class FeedParsers:
             except BrokenProcessPool:
                 raise ParseError("the parser process died reading this body") from None
 
+    def start(self, *, wait: bool = False) -> None:
+        """Start the parser processes now rather than at the first large body; `wait` until one is up."""
+        if self._processes >= 1:
+            _pool, ready = self._started()
+            if wait:
+                ready.result()
+
     def close(self) -> None:
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _started(self) -> ProcessPoolExecutor:
+    def _started(self) -> tuple[ProcessPoolExecutor, Future[None]]:
+        """The pool, and a future done once a parser process has started and imported the parser."""
         with self._lock:
-            if self._pool is None:
+            if self._pool is None or self._ready is None:
                 self._pool = ProcessPoolExecutor(
                     self._processes, mp_context=_SPAWN, initializer=_parser_started
                 )
-            return self._pool
+                self._ready = self._pool.submit(_import_parser)
+            return self._pool, self._ready
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:
         with self._lock:
             if self._pool is broken:
                 self._pool = None
         broken.shutdown(wait=False, cancel_futures=True)
+
+
+def _import_parser() -> None:
+    from . import parse  # noqa: F401
 
 
 def _parser_started() -> None:
@@ -286,8 +303,6 @@ def _store_outcome(
 ) -> UpdateResult:
     """Store one outcome; a database error is this source's failure, not the batch's."""
     duration = time.monotonic() - outcome.started
-    if outcome.feed is not None:
-        _log_date_fallbacks(source, outcome.feed, now)
     try:
         record, error = poll_record(source, state, outcome, now, rng)
         saved = store.record_poll(source, record, outcome.feed)
@@ -299,6 +314,36 @@ def _store_outcome(
             store, source, state, f"internal error: {type(bug).__name__}: {bug}", now, rng, duration
         )
     return _reported(source, state, record, outcome, error, duration, saved)
+
+
+def _store_changed(
+    store: Store,
+    polled: Sequence[tuple[SourceConfig, SourceState, _Outcome, datetime]],
+    rng: random.Random,
+) -> list[UpdateResult]:
+    """Store polls that brought a new body, or failed, in one transaction; should that fail, each on its own.
+
+    One commit per batch rather than per source: on SQLite a commit mostly
+    rewrites the same index pages, and a first poll of many sources pays it
+    once per source otherwise.
+    """
+    for source, _state, outcome, now in polled:
+        if outcome.feed is not None:
+            _log_date_fallbacks(source, outcome.feed, now)
+    if len(polled) == 1:
+        return [_store_outcome(store, *polled[0], rng)]
+    records = [poll_record(source, state, outcome, now, rng) for source, state, outcome, now in polled]
+    try:
+        saved = store.record_polls(
+            [(one[0], record, one[2].feed) for one, (record, _error) in zip(polled, records, strict=True)]
+        )
+    except Exception as error:  # e.g. an item the database refuses: find out whose, one by one
+        log.warning("cannot store %d polls together (%s); one by one", len(polled), error)
+        return [_store_outcome(store, *polled_one, rng) for polled_one in polled]
+    return [
+        _reported(source, state, record, outcome, error, time.monotonic() - outcome.started, done)
+        for (source, state, outcome, _), (record, error), done in zip(polled, records, saved, strict=True)
+    ]
 
 
 def _store_unchanged(
@@ -498,15 +543,15 @@ def _store_batch(
     rng: random.Random,
 ) -> list[UpdateResult]:
     """Store a batch's outcomes in config order (the first source listed files a shared article)."""
-    results: list[UpdateResult] = []
+    changed = []
     unchanged = []
     for source, state, future in batch:
         outcome = future.result()
         if outcome.unchanged and outcome.error is None:
             unchanged.append((source, state, outcome, clock()))
         else:
-            results.append(_store_outcome(store, source, state, outcome, clock(), rng))
-    return results + _store_unchanged(store, unchanged, rng)
+            changed.append((source, state, outcome, clock()))
+    return _store_changed(store, changed, rng) + _store_unchanged(store, unchanged, rng)
 
 
 def _guarded(source: SourceConfig, state: SourceState, pools: _Pools, store: Store) -> _Outcome:

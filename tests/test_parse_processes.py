@@ -41,12 +41,27 @@ def test_a_large_feed_parsed_in_another_process_is_the_feed_parsed_here() -> Non
     here = FeedParsers(0).parse(SOURCE, _fetched(body))
     parsers = FeedParsers(1)
     try:
+        parsers.start(wait=True)
         elsewhere = parsers.parse(SOURCE, _fetched(body))
         assert [child.name for child in multiprocessing.active_children()], "no parser process was started"
     finally:
         parsers.close()
     assert elsewhere == here and len(here.items) == 200
     assert not multiprocessing.active_children(), "close() ends the parser processes"
+
+
+def test_large_feeds_do_not_wait_for_the_parser_process_to_start() -> None:
+    """The first large body starts the process and is parsed here meanwhile; once it is up, it parses."""
+    body = big_rss20(200)
+    parsers = FeedParsers(1)
+    try:
+        first = parsers.parse(SOURCE, _fetched(body))
+        [child] = multiprocessing.active_children()  # started by the first body, which did not wait for it
+        parsers.start(wait=True)
+        assert parsers.parse(SOURCE, _fetched(body)) == first and len(first.items) == 200
+        assert multiprocessing.active_children() == [child]
+    finally:
+        parsers.close()
 
 
 def test_small_feeds_never_start_a_process() -> None:
@@ -64,7 +79,7 @@ def test_a_parser_process_that_dies_costs_no_source_its_poll() -> None:
     body = big_rss20(3000)
     parsers = FeedParsers(1)
     try:
-        parsers.parse(SOURCE, _fetched(big_rss20(200)))  # the process is up
+        parsers.start(wait=True)
         with ThreadPoolExecutor(2) as threads:
             reading = [threads.submit(parsers.parse, SOURCE, _fetched(body)) for _ in range(2)]
             time.sleep(0.2)
@@ -80,7 +95,7 @@ def test_a_parser_process_ignores_the_signals_meant_for_the_daemon() -> None:
     """Ctrl-C or systemd's SIGTERM reach the whole process group: the daemon ends its parsers itself."""
     parsers = FeedParsers(1)
     try:
-        parsers.parse(SOURCE, _fetched(big_rss20(200)))
+        parsers.start(wait=True)
         [child] = multiprocessing.active_children()
         os.kill(child.pid or 0, signal.SIGTERM)
         os.kill(child.pid or 0, signal.SIGINT)
@@ -98,6 +113,7 @@ def test_only_the_body_that_kills_its_parser_fails(monkeypatch: pytest.MonkeyPat
     good = big_rss20(300)
     parsers = FeedParsers(1)
     try:
+        parsers.start(wait=True)
         with ThreadPoolExecutor(2) as threads:
             killer = threads.submit(parsers.parse, SOURCE, _fetched(poisoned_parser.MARK + good))
             time.sleep(0.05)

@@ -35,6 +35,7 @@ FEED = rss2(
     [Article("One", "https://news.example.com/1", "Mon, 14 Mar 2022 10:55:11 +0800")],
 )
 RSS = {"Content-Type": "application/rss+xml"}
+FEED_DATE = "Mon, 14 Mar 2022 10:55:11 +0800"
 
 
 def _source(name: str, url: str) -> SourceConfig:
@@ -341,3 +342,36 @@ def test_a_database_gone_mid_tick_leaves_no_session_thread_behind(tmp_path: Path
     while any(thread.name == "fetch-deadline" for thread in threading.enumerate()):
         assert time.monotonic() < deadline, "the sessions' watchdog threads outlived the tick"
         time.sleep(0.01)
+
+
+def test_an_item_the_database_refuses_fails_its_source_only(store: Store) -> None:
+    """Sources brought together are stored in one transaction; a refusal there costs the others nothing."""
+    with store.engine.begin() as connection:  # a constraint the database enforces, as PostgreSQL's types do
+        connection.execute(
+            text(
+                "CREATE TRIGGER refuse_poison BEFORE INSERT ON items WHEN NEW.title LIKE '%poison%' "
+                "BEGIN SELECT RAISE(ABORT, 'item refused'); END"
+            )
+        )
+
+    def handle(request: BaseHTTPRequestHandler) -> None:
+        title = "A poison title" if request.path == "/3" else f"Story {request.path}"
+        link = f"https://news.example.com{request.path}"
+        body = rss2("Wire", "https://news.example.com/", [Article(title, link, FEED_DATE)])
+        respond(request, 200, body, RSS)
+
+    with _serving(handle) as server:
+        sources = [_source(f"s{n}", server.url(f"/{n}")) for n in range(6)]
+        results = {result.source: result for result in _poll(store, *sources, workers=4, per_host=6)}
+    assert {name: (result.new, result.error) for name, result in results.items()} == {
+        "s0": (1, None), "s1": (1, None), "s2": (1, None),
+        "s3": (0, "cannot store: item refused"),
+        "s4": (1, None), "s5": (1, None),
+    }  # fmt: skip
+    status = {row.name: row for row in store.status()}
+    assert status["s3"].last_error == "cannot store: item refused"
+    assert status["s3"].error_count == 1 and status["s0"].error_count == 0
+    with store.engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM items")).scalar_one() == 5
+        leased = connection.execute(text("SELECT count(*) FROM sources WHERE lease_owner IS NOT NULL"))
+        assert leased.scalar_one() == 0
