@@ -53,6 +53,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 from zoneinfo import ZoneInfo
@@ -339,6 +340,9 @@ def _read_with_lxml(utf8: bytes) -> _RawFeed | None:
     return None
 
 
+_C1_CONTROL = re.compile("[\x80-\x9f]")
+
+
 def _repaired(text: str) -> str:
     """feedparser's last steps on every text value: UTF-8 read as Latin-1 repaired, cp1252 controls mapped."""
     if text.isascii():
@@ -347,7 +351,7 @@ def _repaired(text: str) -> str:
         text = text.encode("iso-8859-1").decode("utf-8")
     except (UnicodeEncodeError, UnicodeDecodeError):
         pass
-    return text.translate(_cp1252)
+    return text.translate(_cp1252) if _C1_CONTROL.search(text) else text  # translate walks every character
 
 
 def _leaf(el: Any, *, attributes: Iterable[str] = ()) -> str:
@@ -785,12 +789,17 @@ def _unique(values: Iterable[str]) -> tuple[str, ...]:
 _URL_BREAKERS = re.compile(r"[\x00-\x20\x7f]")
 
 
+# Already absolute: joining it to a base changes nothing that splitting it does not ("; params" aside).
+_ABSOLUTE_HTTP = re.compile(r"https?://[^/?#;]+(?:[/?#][^;]*)?", re.IGNORECASE)
+
+
 def _http_url(href: str, base: str) -> str | None:
     """`href` made absolute against `base` if it is then an http(s) URL with a host."""
-    if _URL_BREAKERS.search(href.strip()):
+    href = href.strip()
+    if _URL_BREAKERS.search(href):
         return None  # control characters or inner spaces: no server would answer it
     try:
-        parts = urlsplit(urljoin(base, href.strip()))
+        parts = urlsplit(href if _ABSOLUTE_HTTP.fullmatch(href) else urljoin(base, href))
         usable = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
     except ValueError:  # malformed IPv6 host, port out of range
         return None
@@ -874,6 +883,7 @@ def _date(raw: str, parsed: time.struct_time | None, zone: ZoneInfo) -> datetime
     return value if _PLAUSIBLE_YEARS[0] <= value.year < _PLAUSIBLE_YEARS[1] else None
 
 
+@lru_cache(maxsize=256)  # the lxml reader checks a date that _build then reads: each is read once
 def _date_from_text(text: str, zone: ZoneInfo) -> datetime | None:
     """ISO 8601 / W3CDTF or RFC 822; a date without offset, or with `zone`'s own abbreviation, is in `zone`.
 

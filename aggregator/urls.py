@@ -15,6 +15,7 @@ URL give one key.
 from __future__ import annotations
 
 import hashlib
+import re
 from types import MappingProxyType
 from urllib.parse import unquote_plus, urlsplit
 
@@ -64,6 +65,7 @@ TRACKING_PARAMETERS = frozenset(
     }
 )
 
+_WHITESPACE = re.compile(r"\s")  # what str.isspace() calls whitespace
 _DEFAULT_PORTS = MappingProxyType({"http": 80, "https": 443})
 
 
@@ -80,7 +82,7 @@ def _kept_query(query: str) -> str:
 
 def _ascii_host(host: str, url: str) -> str:
     """The host in ASCII (urlsplit already lower-cased it): IDN labels become punycode."""
-    if not host or any(ch.isspace() for ch in host):
+    if not host or _WHITESPACE.search(host):
         raise ValueError(f"not a URL with a usable host: {url!r}")
     if ":" in host:  # IPv6 literal; urlsplit removed the brackets
         return f"[{host}]"

@@ -9,13 +9,13 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import pytest
 
 from aggregator.errors import ParseError
 from aggregator.models import Item, ParsedFeed
-from aggregator.parse import _parse_with_feedparser, _parse_with_lxml, _read_with_lxml, parse_feed
+from aggregator.parse import _http_url, _parse_with_feedparser, _parse_with_lxml, _read_with_lxml, parse_feed
 from aggregator.urls import item_key
 
 DATA = Path(__file__).resolve().parent / "data" / "parse"
@@ -1002,3 +1002,21 @@ def test_tracking_parameters_in_links_stay_on_the_fast_path(body: bytes) -> None
     assert fast is not None, "fell back to feedparser"
     assert fast == reference
     assert any("&" in (item.url or "") for item in fast.items)
+
+
+@pytest.mark.parametrize(
+    "href",
+    ["http://a/b", "HTTP://A/b", "http://a/b;p", "http://a/./b/../c", "http://a?", "http://a/b#f;g",
+     "https://a:0/", "https://a:99999/", "http://[::1/", "http:/a/b", "http:a", "//a/b", "/x", "x",
+     "https://例子.cn/x?utm_source=1#top"],
+)  # fmt: skip
+def test_links_are_made_absolute_exactly_as_joining_them_to_the_feed_url_would(href: str) -> None:
+    """Absolute links skip the join (a fifth of parsing time); the result must not change for any link."""
+    base = "http://example.org/feed/"
+    try:
+        parts = urlsplit(urljoin(base, href))
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+        joined = parts.geturl() if usable else None
+    except ValueError:
+        joined = None
+    assert _http_url(href, base) == joined
