@@ -49,7 +49,7 @@ def slug_for(title: str, url_key: str) -> str:
 
 def archive_path(category: str, published: datetime, slug: str) -> str:
     """`<category>/<YYYY>/<MM>/<DD>/<slug>.html`, dated in the publisher's own offset."""
-    return f"{category}/{published:%Y/%m/%d}/{slug}.html"
+    return f"{category}/{published.year:04d}/{published.month:02d}/{published.day:02d}/{slug}.html"
 
 
 def post_path_for(archive: str) -> str:

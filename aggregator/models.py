@@ -7,8 +7,10 @@ else from the package, so every stage may depend on it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -189,6 +191,26 @@ class Item:
     # The source's own content when `content` is the article taken from its page (full_content):
     # the item's version is hashed from it, so a later poll that does not fetch the page sees no change.
     feed_content: str | None = None
+    # What makes an item "changed" (see _version_of), computed where the item is built: in a
+    # parser process for large feeds, off the process that stores.
+    version: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "version", _version_of(self))
+
+
+def _version_of(item: Item) -> str:
+    """A hash of what the publisher says about an item; the link is left out (its tracking variants
+    are one item), and so is an article taken from the item's page (full_content)."""
+    fields = [
+        item.title,
+        item.summary,
+        item.content if item.feed_content is None else item.feed_content,
+        json.dumps(item.authors, ensure_ascii=False),
+        item.published.isoformat() if item.published else "",
+        item.updated.isoformat() if item.updated else "",
+    ]
+    return hashlib.sha256("\x1f".join(fields).encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

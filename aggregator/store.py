@@ -11,7 +11,6 @@ two only means the same files are rendered and compared again.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import unicodedata
 import uuid
@@ -304,28 +303,17 @@ def _with_offset(moment: datetime, minutes: int) -> datetime:
     return moment.astimezone(timezone(timedelta(minutes=minutes)))
 
 
-def _content_hash(item: Item) -> str:
-    """What makes an item "changed"; the link is left out (its tracking variants are one item).
-
-    The source's own content counts, not an article taken from the item's page (full_content).
-    """
-    fields = [
-        item.title,
-        item.summary,
-        item.content if item.feed_content is None else item.feed_content,
-        json.dumps(item.authors, ensure_ascii=False),
-        item.published.isoformat() if item.published else "",
-        item.updated.isoformat() if item.updated else "",
-    ]
-    return hashlib.sha256("\x1f".join(fields).encode("utf-8")).hexdigest()
-
-
 def _storable(item: Item) -> Item:
     """Drop NUL characters, which PostgreSQL text cannot hold and no reader wants."""
 
     def clean(text: str) -> str:
         return text.replace("\x00", "")
 
+    texts = (item.url_key, item.title, item.summary, item.content, item.feed_content, item.url, item.guid)
+    if not any(text and "\x00" in text for text in texts) and not any(
+        "\x00" in text for text in (*item.authors, *item.tags)
+    ):
+        return item  # nearly always: the parser already drops what XML cannot carry
     return replace(
         item,
         url_key=clean(item.url_key),
@@ -664,9 +652,7 @@ class Store:
                 stored |= {row.url_key: row.content_hash for row in conn.execute(query)}
         new = {key for key in batch if key not in stored}
         changed = {
-            key
-            for key, version in stored.items()
-            if version is not None and version != _content_hash(batch[key])
+            key for key, version in stored.items() if version is not None and version != batch[key].version
         }
         return new, changed
 
@@ -695,7 +681,7 @@ class Store:
         batch: dict[str, Item] = {}
         for item in items:
             batch.setdefault(item.url_key, _storable(item))
-        hashes = {key: _content_hash(item) for key, item in batch.items()}
+        hashes = {key: item.version for key, item in batch.items()}
         ids, filers = self._item_ids(conn, list(batch))
         fresh = [item for key, item in batch.items() if key not in ids]
         inserted = self._insert_items(conn, source, source_id, fresh, hashes, now) if fresh else {}
@@ -705,7 +691,7 @@ class Store:
         ids |= late_ids  # inserted by another worker meanwhile: merge into theirs
         filers |= late_filers
         links = self._source_versions(conn, source_id, [ids[key] for key in ids])
-        labels = self._labels_of(conn, [*ids.values(), *inserted.values()])
+        labels = self._labels_of(conn, list(ids.values()))  # an item inserted just now has none yet
         new_links: list[dict[str, Any]] = []
         new_labels: list[dict[str, Any]] = []
         changed_links: list[dict[str, Any]] = []
