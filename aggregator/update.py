@@ -321,17 +321,13 @@ def _store_changed(
     polled: Sequence[tuple[SourceConfig, SourceState, _Outcome, datetime]],
     rng: random.Random,
 ) -> list[UpdateResult]:
-    """Store polls that brought a new body, or failed, in one transaction; should that fail, each on its own.
-
-    One commit per batch rather than per source: on SQLite a commit mostly
-    rewrites the same index pages, and a first poll of many sources pays it
-    once per source otherwise.
-    """
+    """Store polls that brought a new body, or failed: in one transaction where the store commits batches
+    (SQLite: see Store.commits_batches), should that fail each on its own; else each on its own."""
     for source, _state, outcome, now in polled:
         if outcome.feed is not None:
             _log_date_fallbacks(source, outcome.feed, now)
-    if len(polled) == 1:
-        return [_store_outcome(store, *polled[0], rng)]
+    if len(polled) == 1 or not store.commits_batches:
+        return [_store_outcome(store, *polled_one, rng) for polled_one in polled]
     records = [poll_record(source, state, outcome, now, rng) for source, state, outcome, now in polled]
     try:
         saved = store.record_polls(
