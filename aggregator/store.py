@@ -809,8 +809,6 @@ class Store:
     ) -> dict[str, int]:
         """Insert new items in one statement: {url key: id}; a key another writer inserted first is absent."""
         rows = [_new_item_values(source, source_id, item, hashes[item.url_key], now) for item in items]
-        # In key order: workers inserting the same articles lock them in one order, so never in a cycle.
-        rows.sort(key=itemgetter("url_key"))
         wanted = [row["post_path"] for row in rows]
         taken: set[str] = set()
         for chunk in _chunks(wanted, 500):
@@ -822,6 +820,8 @@ class Store:
                 row["archive_path"] = layout.archive_path(source.category, row["published_at"], row["slug"])
                 row["post_path"] = layout.post_path_for(row["archive_path"])
             taken.add(row["post_path"])
+        if conn.dialect.name != "sqlite":  # shared by workers: they lock the same new articles in one order
+            rows.sort(key=itemgetter("url_key"))  # (SQLite keeps the feed's order, and its ids, as before)
         statement = (
             _insert_for(conn)(items_table)
             .on_conflict_do_nothing(index_elements=["url_key"])
