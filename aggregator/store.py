@@ -311,9 +311,7 @@ def _storable(item: Item) -> Item:
         return text.replace("\x00", "")
 
     texts = (item.url_key, item.title, item.summary, item.content, item.feed_content, item.url, item.guid)
-    if not any(text and "\x00" in text for text in texts) and not any(
-        "\x00" in text for text in (*item.authors, *item.tags)
-    ):
+    if not any(text and "\x00" in text for text in (*texts, *item.authors, *item.tags)):
         return item  # nearly always: the parser already drops what XML cannot carry
     return replace(
         item,
@@ -329,9 +327,7 @@ def _storable(item: Item) -> Item:
     )
 
 
-def _new_item_values(
-    source: SourceConfig, source_id: int, item: Item, content_hash: str, now: datetime
-) -> dict[str, Any]:
+def _new_item_values(source: SourceConfig, source_id: int, item: Item, now: datetime) -> dict[str, Any]:
     """The row of an item seen for the first time: its identity is fixed here."""
     published, published_raw = settled_published(item.published, now, ZoneInfo(source.timezone))
     slug = layout.slug_for(item.title, item.url_key)
@@ -350,13 +346,13 @@ def _new_item_values(
         "first_seen_at": now,
         "revision": 1,
         "published_revision": 0,
-        **_content_values(item, content_hash, item.updated or published),
+        **_content_values(item, item.updated or published),
     }
 
 
-def _changed_values(source: SourceConfig, item: Item, content_hash: str, now: datetime) -> dict[str, Any]:
+def _changed_values(source: SourceConfig, item: Item, now: datetime) -> dict[str, Any]:
     """The columns a source's new version of an item replaces; identity stays."""
-    values = _content_values(item, content_hash, item.updated or now.astimezone(ZoneInfo(source.timezone)))
+    values = _content_values(item, item.updated or now.astimezone(ZoneInfo(source.timezone)))
     if source.full_content is not None and item.feed_content is None:
         del values["content"]  # the page was not fetched again: the article stored stays
     if is_future(item.published, now):  # keep the time it was filed under; note what the publisher says
@@ -368,7 +364,7 @@ def _changed_values(source: SourceConfig, item: Item, content_hash: str, now: da
     return values
 
 
-def _content_values(item: Item, content_hash: str, updated_at: datetime) -> dict[str, Any]:
+def _content_values(item: Item, updated_at: datetime) -> dict[str, Any]:
     """What the publisher says about an item, as columns."""
     return {
         "url": item.url,
@@ -377,7 +373,7 @@ def _content_values(item: Item, content_hash: str, updated_at: datetime) -> dict
         "summary": item.summary,
         "content": item.content,
         "authors": json.dumps(item.authors, ensure_ascii=False),
-        "content_hash": content_hash,
+        "content_hash": item.version,
         "updated_at": updated_at,
         "updated_offset": _offset_minutes(updated_at),
     }
@@ -695,10 +691,9 @@ class Store:
         batch: dict[str, Item] = {}
         for item in items:
             batch.setdefault(item.url_key, _storable(item))
-        hashes = {key: item.version for key, item in batch.items()}
         ids, filers = self._item_ids(conn, list(batch))
         fresh = [item for key, item in batch.items() if key not in ids]
-        inserted = self._insert_items(conn, source, source_id, fresh, hashes, now) if fresh else {}
+        inserted = self._insert_items(conn, source, source_id, fresh, now) if fresh else {}
         late_ids, late_filers = self._item_ids(
             conn, [item.url_key for item in fresh if item.url_key not in inserted]
         )
@@ -712,21 +707,21 @@ class Store:
         relabelled: list[dict[str, Any]] = []
         changed_items: list[tuple[int, dict[str, Any]]] = []
         for key, item in batch.items():
-            item_id = inserted.get(key) or ids[key]
+            item_id, version = inserted.get(key) or ids[key], item.version
             previous = links.get(item_id)
             if previous is None:
                 new_links.append(
-                    {"item_id": item_id, "source_id": source_id, "added_at": now, "content_hash": hashes[key]}
+                    {"item_id": item_id, "source_id": source_id, "added_at": now, "content_hash": version}
                 )
-            elif previous != hashes[key]:
-                changed_links.append({"b_item_id": item_id, "b_source_id": source_id, "b_hash": hashes[key]})
+            elif previous != version:
+                changed_links.append({"b_item_id": item_id, "b_source_id": source_id, "b_hash": version})
             missing = _missing_labels(source, item, labels.get(item_id, {}))
             new_labels += [{"item_id": item_id, **label} for label in missing]
             if key in inserted:
                 continue
-            source_changed = previous is not None and previous != hashes[key] and filers[item_id] == source_id
+            source_changed = previous is not None and previous != version and filers[item_id] == source_id
             if source_changed:
-                changed_items.append((item_id, _changed_values(source, item, hashes[key], now)))
+                changed_items.append((item_id, _changed_values(source, item, now)))
             elif missing or previous is None:
                 relabelled.append({"b_item_id": item_id})  # another source's item gains this one's labels
         # In id order, as new items are inserted in key order: two workers never lock rows in a cycle.
@@ -804,11 +799,10 @@ class Store:
         source: SourceConfig,
         source_id: int,
         items: Sequence[Item],
-        hashes: dict[str, str],
         now: datetime,
     ) -> dict[str, int]:
         """Insert new items in one statement: {url key: id}; a key another writer inserted first is absent."""
-        rows = [_new_item_values(source, source_id, item, hashes[item.url_key], now) for item in items]
+        rows = [_new_item_values(source, source_id, item, now) for item in items]
         wanted = [row["post_path"] for row in rows]
         taken: set[str] = set()
         for chunk in _chunks(wanted, 500):
