@@ -15,7 +15,7 @@ import json
 import unicodedata
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
@@ -403,6 +403,7 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._inserts: dict[tuple[str, tuple[str, ...], tuple[str, ...]], _DriverInsert] = {}
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -453,7 +454,7 @@ class Store:
                 row = existing.get(source.name)
                 if row is None:  # several workers may start at once: the first insert wins
                     conn.execute(
-                        _insert_for(conn)(sources_table)
+                        _insert_for(conn.dialect)(sources_table)
                         .values(name=source.name, config_url=source.url, url=source.url)
                         .on_conflict_do_nothing(index_elements=["name"])
                     )
@@ -735,9 +736,7 @@ class Store:
                 .where(items_table.c.id == item_id)
                 .values(revision=items_table.c.revision + 1, **values)
             )
-        insert = _insert_for(conn)
-        if new_links:
-            conn.execute(insert(item_sources_table).on_conflict_do_nothing(), new_links)
+        self._insert_rows(conn, item_sources_table, new_links)
         if changed_links:
             conn.execute(
                 update(item_sources_table)
@@ -748,8 +747,7 @@ class Store:
                 .values(content_hash=bindparam("b_hash")),
                 changed_links,
             )
-        if new_labels:
-            conn.execute(insert(item_labels_table).on_conflict_do_nothing(), new_labels)
+        self._insert_rows(conn, item_labels_table, new_labels)
         if relabelled:  # its pages and listings are published again
             conn.execute(
                 update(items_table)
@@ -766,10 +764,7 @@ class Store:
         ids: dict[str, int] = {}
         filers: dict[int, int | None] = {}
         for chunk in _chunks(url_keys, 500):
-            query = select(items_table.c.url_key, items_table.c.id, items_table.c.source_id).where(
-                items_table.c.url_key.in_(chunk)
-            )
-            for row in conn.execute(query):
+            for row in conn.execute(_IDS_BY_KEY, {"keys": chunk}):
                 ids[row.url_key] = row.id
                 filers[row.id] = row.source_id
         return ids, filers
@@ -778,18 +773,15 @@ class Store:
         """This source's content hash of each item it already carries."""
         found: dict[int, str] = {}
         for chunk in _chunks(item_ids, 500):
-            query = select(item_sources_table.c.item_id, item_sources_table.c.content_hash).where(
-                item_sources_table.c.source_id == source_id, item_sources_table.c.item_id.in_(chunk)
-            )
-            found |= {row.item_id: row.content_hash for row in conn.execute(query)}
+            rows = conn.execute(_SOURCE_VERSIONS, {"source_id": source_id, "ids": chunk})
+            found |= {row.item_id: row.content_hash for row in rows}
         return found
 
     def _labels_of(self, conn: Connection, item_ids: Sequence[int]) -> dict[int, dict[tuple[str, str], int]]:
         """{item id: {(kind, value): position}}"""
         found: dict[int, dict[tuple[str, str], int]] = defaultdict(dict)
         for chunk in _chunks(item_ids, 500):
-            query = select(item_labels_table).where(item_labels_table.c.item_id.in_(chunk))
-            for row in conn.execute(query):
+            for row in conn.execute(_LABELS_BY_ID, {"ids": chunk}):
                 found[row.item_id][(row.kind, row.value)] = row.position
         return found
 
@@ -806,22 +798,49 @@ class Store:
         wanted = [row["post_path"] for row in rows]
         taken: set[str] = set()
         for chunk in _chunks(wanted, 500):
-            query = select(items_table.c.post_path).where(items_table.c.post_path.in_(chunk))
-            taken |= set(conn.execute(query).scalars())
+            taken |= set(conn.execute(_TAKEN_POST_PATHS, {"paths": chunk}).scalars())
         for row in rows:  # the same title on the same day, in any category: the slug gets a stable suffix
             if row["post_path"] in taken:
                 row["slug"] = f"{row['slug']}-{layout.short_hash(row['url_key'], 6)}"
                 row["archive_path"] = layout.archive_path(source.category, row["published_at"], row["slug"])
                 row["post_path"] = layout.post_path_for(row["archive_path"])
             taken.add(row["post_path"])
-        if conn.dialect.name != "sqlite":  # shared by workers: they lock the same new articles in one order
-            rows.sort(key=itemgetter("url_key"))  # (SQLite keeps the feed's order, and its ids, as before)
+        if conn.dialect.name == "sqlite":  # one writer, this transaction: every key it tries is its own
+            self._insert_rows(conn, items_table, rows, conflict_on=("url_key",))
+            return self._item_ids(conn, [row["url_key"] for row in rows])[0]
+        rows.sort(
+            key=itemgetter("url_key")
+        )  # shared by workers: they lock the same new articles in one order
         statement = (
-            _insert_for(conn)(items_table)
+            _insert_for(conn.dialect)(items_table)
             .on_conflict_do_nothing(index_elements=["url_key"])
             .returning(items_table.c.url_key, items_table.c.id)
         )
         return {row.url_key: row.id for row in conn.execute(statement, rows)}
+
+    def _insert_rows(
+        self,
+        conn: Connection,
+        table: Table,
+        rows: Sequence[dict[str, Any]],
+        *,
+        conflict_on: tuple[str, ...] = (),
+    ) -> None:
+        """INSERT ... ON CONFLICT DO NOTHING of many rows (all with the same keys) in one executemany.
+
+        Each value still goes through its column type's bind processor, so what
+        is stored is what SQLAlchemy would store; but SQLAlchemy's per-row
+        parameter handling cost more than SQLite's own work for the bench's
+        52,000 new items (bench/README.md).
+        """
+        if not rows:
+            return
+        columns = tuple(rows[0])
+        key = (table.name, columns, conflict_on)
+        prepared = self._inserts.get(key)
+        if prepared is None:
+            prepared = self._inserts[key] = _DriverInsert.of(conn.dialect, table, columns, conflict_on)
+        conn.exec_driver_sql(prepared.sql, prepared.parameters(rows))
 
     # -- reading for publish and status ---------------------------------------
 
@@ -1005,6 +1024,22 @@ class _Transaction:
         return suppressed
 
 
+# Batched lookups, built once: a statement with an expanding IN list is compiled and cached once,
+# where `.in_(values)` coerces every value into an expression on every call.
+_IDS_BY_KEY = select(items_table.c.url_key, items_table.c.id, items_table.c.source_id).where(
+    items_table.c.url_key.in_(bindparam("keys", expanding=True))
+)
+_SOURCE_VERSIONS = select(item_sources_table.c.item_id, item_sources_table.c.content_hash).where(
+    item_sources_table.c.source_id == bindparam("source_id"),
+    item_sources_table.c.item_id.in_(bindparam("ids", expanding=True)),
+)
+_LABELS_BY_ID = select(item_labels_table).where(
+    item_labels_table.c.item_id.in_(bindparam("ids", expanding=True))
+)
+_TAKEN_POST_PATHS = select(items_table.c.post_path).where(
+    items_table.c.post_path.in_(bindparam("paths", expanding=True))
+)
+
 _NEWEST_FIRST = (items_table.c.published_at.desc(), items_table.c.id.desc())
 
 
@@ -1018,15 +1053,52 @@ def _in_listing(query: Any, kind: str, key: str) -> Any:
     return query.where(items_table.c.id.in_(labelled))
 
 
-def _insert_for(conn: Connection) -> Any:
+def _insert_for(dialect: Dialect) -> Any:
     """The dialect's INSERT, which knows ON CONFLICT DO NOTHING (SQLite and PostgreSQL)."""
-    if conn.dialect.name == "postgresql":
+    if dialect.name == "postgresql":
         from sqlalchemy.dialects import postgresql  # 50 ms of start-up that SQLite users need not pay
 
         return postgresql.insert
     from sqlalchemy.dialects import sqlite
 
     return sqlite.insert
+
+
+@dataclass(frozen=True, slots=True)
+class _DriverInsert:
+    """An INSERT compiled once for a dialect, and how to turn row dicts into the driver's parameters."""
+
+    sql: str
+    names: tuple[str, ...]  # bind names in the order the driver wants them (or the keys it wants)
+    processors: tuple[Callable[[Any], Any] | None, ...]
+    positional: bool
+
+    @classmethod
+    def of(
+        cls, dialect: Dialect, table: Table, columns: tuple[str, ...], conflict_on: tuple[str, ...]
+    ) -> _DriverInsert:
+        statement = _insert_for(dialect)(table).on_conflict_do_nothing(
+            index_elements=list(conflict_on) or None
+        )
+        compiled = statement.compile(dialect=dialect, column_keys=list(columns))
+        names = tuple(compiled.positiontup or ()) if compiled.positional else columns
+        return cls(
+            sql=compiled.string,
+            names=names,
+            processors=tuple(
+                table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+            ),
+            positional=compiled.positional,
+        )
+
+    def parameters(self, rows: Sequence[dict[str, Any]]) -> list[Any]:
+        pairs = tuple(zip(self.names, self.processors, strict=True))
+        converted = [
+            [row[name] if process is None else process(row[name]) for name, process in pairs] for row in rows
+        ]
+        if self.positional:
+            return [tuple(values) for values in converted]
+        return [dict(zip(self.names, values, strict=True)) for values in converted]
 
 
 def _chunks(values: Sequence[T], size: int) -> Iterator[Sequence[T]]:
