@@ -11,6 +11,7 @@ two only means the same files are rendered and compared again.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import unicodedata
 import uuid
@@ -68,14 +69,31 @@ class UTCDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the store")
-        return value.astimezone(UTC).replace(tzinfo=None)
+        return None if value is None else _naive_utc(value)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         return None if value is None else value.replace(tzinfo=UTC)
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[datetime | None], Any]:
+        """On SQLite, the very text SQLAlchemy's DATETIME writes, in one step rather than three."""
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)  # type: ignore[return-value]
+        return _sqlite_utc_text
+
+
+def _naive_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the store")
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def _sqlite_utc_text(value: datetime | None) -> str | None:
+    """'YYYY-MM-DD HH:MM:SS.ffffff' in UTC (isoformat's 26 characters before its '+00:00')."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the store")
+    return value.astimezone(UTC).isoformat(" ", "microseconds")[:26]
 
 
 metadata = MetaData()
@@ -372,7 +390,7 @@ def _content_values(item: Item, updated_at: datetime) -> dict[str, Any]:
         "title": item.title,
         "summary": item.summary,
         "content": item.content,
-        "authors": json.dumps(item.authors, ensure_ascii=False),
+        "authors": _authors_json(item.authors),
         "content_hash": item.version,
         "updated_at": updated_at,
         "updated_offset": _offset_minutes(updated_at),
@@ -394,8 +412,20 @@ def _missing_labels(
 
 
 def entry_id_for(url_key: str) -> str:
-    """A stable Atom id that does not depend on base_url or on where the item is published."""
-    return uuid.uuid5(uuid.NAMESPACE_URL, url_key).urn
+    """A stable Atom id that does not depend on base_url or on where the item is published.
+
+    uuid.uuid5(NAMESPACE_URL, url_key).urn, spelled out: the UUID object cost
+    more than the hash for the 50,000 new items of a large first poll.
+    """
+    digest = bytearray(hashlib.sha1(_URL_NAMESPACE + url_key.encode("utf-8")).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    hexed = digest.hex()
+    return f"urn:uuid:{hexed[:8]}-{hexed[8:12]}-{hexed[12:16]}-{hexed[16:20]}-{hexed[20:]}"
+
+
+_URL_NAMESPACE = uuid.NAMESPACE_URL.bytes
+_authors_json = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps with options builds one per call
 
 
 class Store:

@@ -179,6 +179,9 @@ class _Outcome:
     unchanged: bool = False  # 304, or the same body as last time
     error: FetchError | ParseError | None = None
     started: float = 0.0
+    body_hash: str | None = (
+        None  # of a body received, hashed in the polling thread rather than the storing one
+    )
 
 
 def body_hash(body: bytes) -> str:
@@ -193,13 +196,16 @@ def _fetch_and_parse(source: SourceConfig, state: SourceState, pools: _Pools) ->
             fetched = fetch(pools.sessions.get(source.fetch), url, source.fetch, state)
         except FetchError as error:
             return _Outcome(error=error, started=started)
-    if fetched.not_modified or (state.body_hash is not None and body_hash(fetched.body) == state.body_hash):
+    if fetched.not_modified:
         return _Outcome(fetched, unchanged=True, started=started)
+    digest = body_hash(fetched.body)
+    if digest == state.body_hash:
+        return _Outcome(fetched, unchanged=True, started=started, body_hash=digest)
     try:
         feed = _parse(source, state, fetched, pools)
     except ParseError as error:
-        return _Outcome(fetched, error=error, started=started)
-    return _Outcome(fetched, _apply_source_filters(source, feed), started=started)
+        return _Outcome(fetched, error=error, started=started, body_hash=digest)
+    return _Outcome(fetched, _apply_source_filters(source, feed), started=started, body_hash=digest)
 
 
 def _parse(source: SourceConfig, state: SourceState, fetched: Fetched, pools: _Pools) -> ParsedFeed:
@@ -286,7 +292,7 @@ def poll_record(
         url=new_url,
         etag=fetched.etag or (state.etag if fetched.not_modified else None),
         last_modified=fetched.last_modified or (state.last_modified if fetched.not_modified else None),
-        body_hash=state.body_hash if fetched.not_modified else body_hash(fetched.body),
+        body_hash=state.body_hash if fetched.not_modified else outcome.body_hash,
         moved_to=moved_to,
         moved_count=moved_count,
     )

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import sqlite3
+import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from aggregator.errors import StoreError
 from aggregator.models import FetchPolicy, Item, ParsedFeed, SourceConfig, StoredItem
-from aggregator.store import PollRecord, Store
+from aggregator.store import PollRecord, Store, entry_id_for
 from aggregator.urls import item_key
 
 NOW = datetime(2022, 3, 14, 3, 0, tzinfo=UTC)
@@ -314,3 +318,32 @@ def test_unchanged_polls_recorded_together_end_their_leases_and_keep_validators(
     soon = NOW + timedelta(minutes=1)
     forced = store.claim(["wire", "mirror"], soon, owner="b", lease=lease, due_only=False)
     assert list(forced) == ["wire", "mirror"]
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(2022, 3, 14, 10, 55, 11, tzinfo=CST),  # no microseconds: still written with them
+        datetime(2022, 3, 14, 10, 55, 11, 5, tzinfo=UTC),
+        datetime(999, 1, 2, 3, 4, 5, tzinfo=UTC),  # a year under 1000 keeps its four digits
+    ],
+)
+def test_sqlite_dates_are_the_text_sqlalchemy_writes_and_read_back(tmp_path: Path, moment: datetime) -> None:
+    """Older databases hold SQLAlchemy's DATETIME text; ours must match it to sort and compare with it."""
+    store = Store.open(f"sqlite:///{tmp_path / 'dates.db'}")
+    store.sync_sources([WIRE])
+    _save(store, WIRE, replace(_item("Dated", "https://news.example.com/dated"), published=moment))
+    [stored] = _listing(store, "home", "")
+    store.close()
+    with sqlite3.connect(tmp_path / "dates.db") as connection:
+        [(text,)] = connection.execute("SELECT published_at FROM items").fetchall()
+    dialect = sqlite_dialect.dialect()
+    expected = sqlite_dialect.DATETIME().bind_processor(dialect)(moment.astimezone(UTC).replace(tzinfo=None))
+    assert text == expected
+    assert stored.published == moment and stored.published.utcoffset() == moment.utcoffset()
+
+
+@pytest.mark.parametrize("url_key", ["https://news.example.com/1", "https://新闻.example.cn/滚动?id=7", ""])
+def test_entry_ids_are_name_based_uuids_of_the_url_key(url_key: str) -> None:
+    """Atom ids of items stored by earlier versions stay what they were."""
+    assert entry_id_for(url_key) == uuid.uuid5(uuid.NAMESPACE_URL, url_key).urn
