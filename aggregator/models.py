@@ -213,6 +213,14 @@ _ITEM_FIELDS = tuple(item_field.name for item_field in fields(Item))
 _item_state = attrgetter(*_ITEM_FIELDS)
 
 
+def authors_json(authors: tuple[str, ...]) -> str:
+    """Authors as stored and hashed: a JSON list, non-ASCII kept."""
+    return _AUTHORS_ENCODER.encode(authors)
+
+
+_AUTHORS_ENCODER = json.JSONEncoder(ensure_ascii=False)  # json.dumps with options builds one per call
+
+
 def _version_of(item: Item) -> str:
     """A hash of what the publisher says about an item; the link is left out (its tracking variants
     are one item), and so is an article taken from the item's page (full_content)."""
@@ -220,7 +228,7 @@ def _version_of(item: Item) -> str:
         item.title,
         item.summary,
         item.content if item.feed_content is None else item.feed_content,
-        json.dumps(item.authors, ensure_ascii=False),
+        authors_json(item.authors),
         item.published.isoformat() if item.published else "",
         item.updated.isoformat() if item.updated else "",
     ]

@@ -790,6 +790,11 @@ _URL_BREAKERS = re.compile(r"[\x00-\x20\x7f]")
 
 
 # Already absolute: joining it to a base changes nothing that splitting it does not ("; params" aside).
+# An absolute http(s) URL with a plain host, a port from 1 to 9999 if any, and no empty query or
+# fragment: urlsplit(...).geturl() gives it back unchanged, so it is used as it is.
+_PLAIN_HTTP = re.compile(
+    r"https?://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[1-9][0-9]{0,3})?(?:/[^?#]*)?(?:\?[^#]+)?(?:#.+)?"
+)
 _ABSOLUTE_HTTP = re.compile(r"https?://[^/?#;]+(?:[/?#][^;]*)?", re.IGNORECASE)
 
 
@@ -798,6 +803,8 @@ def _http_url(href: str, base: str) -> str | None:
     href = href.strip()
     if _URL_BREAKERS.search(href):
         return None  # control characters or inner spaces: no server would answer it
+    if _PLAIN_HTTP.fullmatch(href):
+        return href  # nearly every link: what splitting and joining it again would give
     try:
         parts = urlsplit(href if _ABSOLUTE_HTTP.fullmatch(href) else urljoin(base, href))
         usable = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0

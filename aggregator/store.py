@@ -53,7 +53,16 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from . import layout
 from .dating import is_future, settled_published
 from .errors import StoreError
-from .models import Item, ParsedFeed, SourceConfig, SourceRef, SourceState, SourceStatus, StoredItem
+from .models import (
+    Item,
+    ParsedFeed,
+    SourceConfig,
+    SourceRef,
+    SourceState,
+    SourceStatus,
+    StoredItem,
+    authors_json,
+)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SCHEMA_HEAD = "0002"  # the newest migration's revision; a test checks it against Alembic's head
@@ -390,7 +399,7 @@ def _content_values(item: Item, updated_at: datetime) -> dict[str, Any]:
         "title": item.title,
         "summary": item.summary,
         "content": item.content,
-        "authors": _authors_json(item.authors),
+        "authors": authors_json(item.authors),
         "content_hash": item.version,
         "updated_at": updated_at,
         "updated_offset": _offset_minutes(updated_at),
@@ -425,7 +434,6 @@ def entry_id_for(url_key: str) -> str:
 
 
 _URL_NAMESPACE = uuid.NAMESPACE_URL.bytes
-_authors_json = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps with options builds one per call
 
 
 class Store:
@@ -635,35 +643,24 @@ class Store:
         self, conn: Connection, source: SourceConfig, poll: PollRecord, feed: ParsedFeed | None
     ) -> SaveResult:
         new = updated = 0
-        values: dict[str, Any] = {
-            "url": poll.url,
-            "last_polled_at": poll.polled_at,
-            "last_status": poll.status,
-            "next_check_at": poll.next_check_at,
-            "moved_to": poll.moved_to,
-            "moved_count": poll.moved_count,
-            "disabled_reason": poll.disabled_reason,
-            "lease_owner": None,
-            "lease_until": None,
+        parameters: dict[str, Any] = {
+            "p_name": source.name,
+            "p_url": poll.url,
+            "p_last_polled_at": poll.polled_at,
+            "p_last_status": poll.status,
+            "p_next_check_at": poll.next_check_at,
+            "p_moved_to": poll.moved_to,
+            "p_moved_count": poll.moved_count,
+            "p_disabled_reason": poll.disabled_reason,
+            "p_last_error": poll.error,
+            "p_etag": poll.etag,
+            "p_last_modified": poll.last_modified,
+            "p_body_hash": poll.body_hash,
         }
-        if poll.error is None:
-            values |= {
-                "last_error": None,
-                "error_count": 0,
-                "etag": poll.etag,
-                "last_modified": poll.last_modified,
-                "body_hash": poll.body_hash,
-            }
-        else:
-            values |= {"last_error": poll.error, "error_count": sources_table.c.error_count + 1}
         if feed is not None:
-            values |= {"title": feed.title.replace("\x00", ""), "link": feed.link}
-        source_id = conn.execute(
-            update(sources_table)
-            .where(sources_table.c.name == source.name)
-            .values(**values)
-            .returning(sources_table.c.id)
-        ).scalar_one()
+            parameters |= {"p_title": feed.title.replace("\x00", ""), "p_link": feed.link}
+        statement = _RECORD_POLL[(poll.error is not None, feed is not None)]
+        source_id = conn.execute(statement, parameters).scalar_one()
         if feed is not None and feed.items:
             new, updated = self._merge_items(conn, source, source_id, feed.items, poll.polled_at)
         return SaveResult(new=new, updated=updated, seen=len(feed.items) if feed is not None else 0)
@@ -794,25 +791,24 @@ class Store:
         ids: dict[str, int] = {}
         filers: dict[int, int | None] = {}
         for chunk in _chunks(url_keys, 500):
-            for row in conn.execute(_IDS_BY_KEY, {"keys": chunk}):
-                ids[row.url_key] = row.id
-                filers[row.id] = row.source_id
+            for url_key, item_id, source_id in conn.execute(_IDS_BY_KEY, {"keys": chunk}):
+                ids[url_key] = item_id
+                filers[item_id] = source_id
         return ids, filers
 
     def _source_versions(self, conn: Connection, source_id: int, item_ids: Sequence[int]) -> dict[int, str]:
         """This source's content hash of each item it already carries."""
         found: dict[int, str] = {}
         for chunk in _chunks(item_ids, 500):
-            rows = conn.execute(_SOURCE_VERSIONS, {"source_id": source_id, "ids": chunk})
-            found |= {row.item_id: row.content_hash for row in rows}
+            found |= dict(conn.execute(_SOURCE_VERSIONS, {"source_id": source_id, "ids": chunk}).all())
         return found
 
     def _labels_of(self, conn: Connection, item_ids: Sequence[int]) -> dict[int, dict[tuple[str, str], int]]:
         """{item id: {(kind, value): position}}"""
         found: dict[int, dict[tuple[str, str], int]] = defaultdict(dict)
         for chunk in _chunks(item_ids, 500):
-            for row in conn.execute(_LABELS_BY_ID, {"ids": chunk}):
-                found[row.item_id][(row.kind, row.value)] = row.position
+            for item_id, kind, value, position in conn.execute(_LABELS_BY_ID, {"ids": chunk}):
+                found[item_id][(kind, value)] = position
         return found
 
     def _insert_items(
@@ -1054,6 +1050,32 @@ class _Transaction:
         return suppressed
 
 
+def _record_poll_statement(failed: bool, with_feed: bool) -> Any:
+    """The UPDATE of a polled source: validators are kept on success only, the title with a feed only."""
+    table = sources_table
+    values: dict[str, Any] = {
+        name: bindparam(f"p_{name}")
+        for name in ("url", "last_polled_at", "last_status", "next_check_at", "moved_to", "moved_count",
+                     "disabled_reason")
+    }  # fmt: skip
+    values |= {"lease_owner": None, "lease_until": None}
+    if failed:
+        values |= {"last_error": bindparam("p_last_error"), "error_count": table.c.error_count + 1}
+    else:
+        values |= {"last_error": None, "error_count": 0}
+        values |= {name: bindparam(f"p_{name}") for name in ("etag", "last_modified", "body_hash")}
+    if with_feed:
+        values |= {"title": bindparam("p_title"), "link": bindparam("p_link")}
+    return update(table).where(table.c.name == bindparam("p_name")).values(**values).returning(table.c.id)
+
+
+# Statements built once: building one per poll cost about a millisecond each.
+_RECORD_POLL = {
+    (failed, with_feed): _record_poll_statement(failed, with_feed)
+    for failed in (False, True)
+    for with_feed in (False, True)
+}
+
 # Batched lookups, built once: a statement with an expanding IN list is compiled and cached once,
 # where `.in_(values)` coerces every value into an expression on every call.
 _IDS_BY_KEY = select(items_table.c.url_key, items_table.c.id, items_table.c.source_id).where(
@@ -1063,9 +1085,12 @@ _SOURCE_VERSIONS = select(item_sources_table.c.item_id, item_sources_table.c.con
     item_sources_table.c.source_id == bindparam("source_id"),
     item_sources_table.c.item_id.in_(bindparam("ids", expanding=True)),
 )
-_LABELS_BY_ID = select(item_labels_table).where(
-    item_labels_table.c.item_id.in_(bindparam("ids", expanding=True))
-)
+_LABELS_BY_ID = select(
+    item_labels_table.c.item_id,
+    item_labels_table.c.kind,
+    item_labels_table.c.value,
+    item_labels_table.c.position,
+).where(item_labels_table.c.item_id.in_(bindparam("ids", expanding=True)))
 _TAKEN_POST_PATHS = select(items_table.c.post_path).where(
     items_table.c.post_path.in_(bindparam("paths", expanding=True))
 )

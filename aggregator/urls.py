@@ -101,6 +101,23 @@ def normalize_url(url: str) -> str:
     another key instead of storing a key that identifies nothing.
     """
     text = url.strip()
+    if plain := _PLAIN_URL.fullmatch(text):  # nearly every link: no need to split it in the general way
+        scheme, host, port, path, query = plain.groups()
+        netloc = host if port is None or int(port) == _DEFAULT_PORTS[scheme] else f"{host}:{int(port)}"
+        kept = _kept_query(query or "")
+        return f"https://{netloc}{path or '/'}{'?' + kept if kept else ''}"
+    return _normalize_split(text)
+
+
+# A lower-case http(s) URL with an ASCII host and no control characters: split by this pattern,
+# it gives the same parts as urlsplit would, so normalize_url takes it apart here.
+_PLAIN_URL = re.compile(
+    r"(https?)://([a-z0-9](?:[a-z0-9.-]*[a-z0-9])?)(?::([1-9][0-9]{0,3}))?(/[^?#\x00-\x1f]*)?"
+    r"(?:\?([^#\x00-\x1f]*))?(?:#[^\x00-\x1f]*)?"
+)
+
+
+def _normalize_split(text: str) -> str:
     try:
         parts = urlsplit(text)
         port = parts.port

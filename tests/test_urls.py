@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from aggregator.urls import TRACKING_PARAMETERS, item_key, normalize_url
+from aggregator.urls import TRACKING_PARAMETERS, _normalize_split, item_key, normalize_url
 
 NORMALIZED = [
     pytest.param("https://ex.test/a", "https://ex.test/a", id="already-normal"),
@@ -213,3 +213,40 @@ def test_very_long_urls_get_a_bounded_key() -> None:
     assert key.startswith("long:") and len(key) < 100
     assert key == item_key(long_url + "?utm_source=x", None, "T", "C", source="other")
     assert key != item_key(long_url + "b", None, "T", "C", source="src")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        *(param.values[0] for param in NORMALIZED),
+        *(value for param in SAME_KEY for value in param.values),
+        "http://ex.test:8080/a",
+        "https://ex.test:443/a",
+        "https://ex.test:0/a",
+        "https://ex.test:08/a",
+        "https://ex.test:99999/a",
+        "https://ex.test:/a",
+        "https://ex.test?",
+        "https://ex.test/a?#",
+        "https://ex.test/a#b?c",
+        "https://user@ex.test/a",
+        "https://ex.test./a",
+        "https://ex-.test/a",
+        "https://ex.test/a\tb",
+        "https://ex.test/a b?c d",
+        "HTTPS://EX.test/A",
+        "https://例子.cn/新闻",
+        "ftp://ex.test/a",
+    ],
+)
+def test_plain_urls_get_the_key_the_general_way_gives(url: str) -> None:
+    """normalize_url reads most URLs with one pattern; every key must be the one urlsplit would give."""
+    try:
+        general: str | None = _normalize_split(url.strip())
+    except ValueError:
+        general = None
+    try:
+        fast: str | None = normalize_url(url)
+    except ValueError:
+        fast = None
+    assert fast == general
