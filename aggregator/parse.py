@@ -375,7 +375,10 @@ def _base(el: Any) -> str:
 
 
 def _resolved(el: Any, uri: str) -> str:
-    return str(_urljoin(_base(el), uri))
+    base = _base(el)
+    if not base and _PLAIN_HTTP.fullmatch(uri):
+        return uri  # what feedparser's join gives it without a base
+    return str(_urljoin(base, uri))
 
 
 _ENTITY_LIKE = re.compile(r"&(?:#[0-9]+|#x[0-9a-f]+|[a-z][a-z0-9]*);", re.IGNORECASE)
@@ -488,13 +491,16 @@ def _channel_child(feed: _RawFeed, el: Any, seen: set[str], *, ns: str) -> bool:
     return True
 
 
+_ENTITY_NAME = re.compile("&([A-Za-z0-9_]+);")
+
+
 def _rss_link(el: Any, *, in_entry: bool) -> str:
     """An RSS <link> text as feedparser stores it (its "?a=1&b;=2" repair differs in entries)."""
     text = _leaf(el)
     text = _repaired(_resolved(el, text)) if text else ""
     if in_entry:
         text = text.replace("&amp;", "&")
-    return re.sub("&([A-Za-z0-9_]+);", r"&\g<1>", text)
+    return _ENTITY_NAME.sub(r"&\g<1>", text) if ";" in text else text
 
 
 def _lxml_rss_item(el: Any, *, rss10: bool) -> _RawEntry:
@@ -789,12 +795,12 @@ def _unique(values: Iterable[str]) -> tuple[str, ...]:
 _URL_BREAKERS = re.compile(r"[\x00-\x20\x7f]")
 
 
-# Already absolute: joining it to a base changes nothing that splitting it does not ("; params" aside).
 # An absolute http(s) URL with a plain host, a port from 1 to 9999 if any, and no empty query or
 # fragment: urlsplit(...).geturl() gives it back unchanged, so it is used as it is.
 _PLAIN_HTTP = re.compile(
     r"https?://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[1-9][0-9]{0,3})?(?:/[^?#]*)?(?:\?[^#]+)?(?:#.+)?"
 )
+# Already absolute: joining it to a base changes nothing that splitting it does not ("; params" aside).
 _ABSOLUTE_HTTP = re.compile(r"https?://[^/?#;]+(?:[/?#][^;]*)?", re.IGNORECASE)
 
 
