@@ -241,6 +241,9 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # 16 MiB of pages rather than 2: a large poll's inserts touch index pages all over the file
+    # (the bench farm's first poll: 8% less CPU storing; peak RSS stays within the page cache's size).
+    cursor.execute("PRAGMA cache_size=-16384")
     cursor.close()
 
 

@@ -74,9 +74,12 @@ def test_small_feeds_never_start_a_process() -> None:
         parsers.close()
 
 
-def test_a_parser_process_that_dies_costs_no_source_its_poll() -> None:
+def test_a_parser_process_that_dies_costs_no_source_its_poll(monkeypatch: pytest.MonkeyPatch) -> None:
     """A crash breaks every body in flight; each is read again by a new process."""
-    body = big_rss20(3000)
+    # Killed while it parses. One killed while it sends a result back leaves concurrent.futures
+    # waiting for the rest of that result (a CPython hazard, not covered here; see docs/design.md).
+    monkeypatch.setattr(aggregator.parse, "parse_feed", poisoned_parser.parse_or_die)
+    body = poisoned_parser.SLOW + big_rss20(3000)
     parsers = FeedParsers(1)
     try:
         parsers.start(wait=True)
