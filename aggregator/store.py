@@ -491,15 +491,15 @@ class Store:
         """
         with self._begin() as conn:
             existing = {row.name: row for row in conn.execute(select(sources_table))}
+            missing = [
+                {"name": source.name, "config_url": source.url, "url": source.url}
+                for source in sources
+                if source.name not in existing
+            ]  # several workers may start at once: the first insert wins
+            self._insert_rows(conn, sources_table, missing, conflict_on=("name",))
             for source in sources:
                 row = existing.get(source.name)
-                if row is None:  # several workers may start at once: the first insert wins
-                    conn.execute(
-                        _insert_for(conn.dialect)(sources_table)
-                        .values(name=source.name, config_url=source.url, url=source.url)
-                        .on_conflict_do_nothing(index_elements=["name"])
-                    )
-                elif row.config_url != source.url:
+                if row is not None and row.config_url != source.url:
                     conn.execute(
                         update(sources_table)
                         .where(sources_table.c.id == row.id)
@@ -1150,13 +1150,19 @@ class _DriverInsert:
         )
 
     def parameters(self, rows: Sequence[dict[str, Any]]) -> list[Any]:
-        pairs = tuple(zip(self.names, self.processors, strict=True))
-        converted = [
-            [row[name] if process is None else process(row[name]) for name, process in pairs] for row in rows
-        ]
+        columns = []
+        for name, process in zip(self.names, self.processors, strict=True):
+            values = [row[name] for row in rows]
+            if process is not None:  # rows share values (the poll's time in every row): convert each once
+                done: dict[int, Any] = {}
+                values = [
+                    done[key] if (key := id(value)) in done else done.setdefault(key, process(value))
+                    for value in values
+                ]
+            columns.append(values)
         if self.positional:
-            return [tuple(values) for values in converted]
-        return [dict(zip(self.names, values, strict=True)) for values in converted]
+            return list(zip(*columns, strict=True))
+        return [dict(zip(self.names, values, strict=True)) for values in zip(*columns, strict=True)]
 
 
 def _chunks(values: Sequence[T], size: int) -> Iterator[Sequence[T]]:

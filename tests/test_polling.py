@@ -23,7 +23,7 @@ from aggregator import schedule
 from aggregator.errors import StoreError
 from aggregator.models import FetchPolicy, SourceConfig, SourceState, UpdateResult
 from aggregator.store import Store, create_store_engine, upgrade_schema
-from aggregator.update import Polling, update_sources
+from aggregator.update import BATCH_PER_WORKER, Polling, update_sources
 from tests.httpserver import LoopbackServer, pause, respond
 from tests.sample_feeds import Article, rss2
 
@@ -330,7 +330,7 @@ def test_a_database_gone_mid_tick_leaves_no_session_thread_behind(tmp_path: Path
                 _poll(store, *sources, workers=2, per_host=2)
         # The batch fetched before the failing claim is recorded, and its leases end with it.
         polled = [row.name for row in store.status() if row.last_polled_at is not None]
-        assert len(polled) == 2 * 2, "workers=2 claim batches of 4"
+        assert len(polled) == 2 * BATCH_PER_WORKER, "workers=2 claim batches of 2 * BATCH_PER_WORKER"
         with store.engine.connect() as connection:
             leased = connection.execute(
                 text("SELECT name FROM sources WHERE lease_owner IS NOT NULL")
