@@ -538,7 +538,7 @@ class Store:
         """
         table = sources_table
         candidates = select(table.c.id).where(
-            table.c.name.in_(list(names)),
+            table.c.name.in_(bindparam("names", expanding=True)),
             table.c.disabled_reason.is_(None),
             table.c.lease_until.is_(None) | (table.c.lease_until <= now),
         )
@@ -556,7 +556,8 @@ class Store:
                 update(table)
                 .where(table.c.id.in_(candidates.scalar_subquery()))
                 .values(lease_owner=owner, lease_until=now + lease)
-                .returning(*_STATE_COLUMNS)
+                .returning(*_STATE_COLUMNS),
+                {"names": list(names)},
             )
             got = {row.name: _state_of(row) for row in claimed}
         return {name: got[name] for name in names if name in got}
