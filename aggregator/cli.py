@@ -20,6 +20,7 @@ from .daemon import Daemon, polling_for, run_tick
 from .errors import ConfigError, StoreError
 from .models import SourceStatus
 from .store import Store, display_url
+from .update import collect_garbage_less_often
 
 log = logging.getLogger("aggregator")
 
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    collect_garbage_less_often()
     args = build_parser().parse_args(argv)
     set_up_logging(
         args.log_format, logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO

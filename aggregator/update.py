@@ -10,6 +10,7 @@ the same batch.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import multiprocessing
@@ -157,11 +158,22 @@ def _import_parser() -> None:
     from . import parse  # noqa: F401
 
 
+def collect_garbage_less_often() -> None:
+    """Young-object collections every 50,000 allocations rather than 700, in the same proportions.
+
+    Parsing and storing a large poll allocates millions of short-lived objects and
+    no cycles worth chasing that often: the bench farm's first poll spent 0.2 s
+    (2%) in 480 collections, and 0.03 s in 3 with these thresholds.
+    """
+    gc.set_threshold(50_000, 10, 10)
+
+
 def _parser_started() -> None:
     """In a parser process: SIGINT and SIGTERM are for the daemon, which ends its parsers once the
     tick in flight is done; a parser stopped by them would fail the bodies it holds."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    collect_garbage_less_often()
 
 
 @dataclass(frozen=True, slots=True)
