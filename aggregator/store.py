@@ -340,8 +340,9 @@ def _storable(item: Item) -> Item:
     def clean(text: str) -> str:
         return text.replace("\x00", "")
 
-    texts = (item.url_key, item.title, item.summary, item.content, item.feed_content, item.url, item.guid)
-    if not any(text and "\x00" in text for text in (*texts, *item.authors, *item.tags)):
+    texts = (item.url_key, item.title, item.summary, item.content, item.feed_content or "", item.url or "",
+             item.guid or "", *item.authors, *item.tags)  # fmt: skip
+    if "\x00" not in "".join(texts):
         return item  # nearly always: the parser already drops what XML cannot carry
     return replace(
         item,
@@ -409,12 +410,24 @@ def _content_values(item: Item, updated_at: datetime) -> dict[str, Any]:
     }
 
 
+def _labels_of_source(source: SourceConfig) -> list[tuple[str, str]]:
+    """The labels every item of a source carries: its category, then its tags."""
+    return [(CATEGORY, source.category), *((TAG, tag) for tag in _normalized_tags(source.tags))]
+
+
+def _normalized_tags(tags: Iterable[str]) -> Iterator[str]:
+    return (
+        normalized for tag in tags if (normalized := " ".join(unicodedata.normalize("NFKC", tag).split()))
+    )
+
+
 def _missing_labels(
-    source: SourceConfig, item: Item, have: dict[tuple[str, str], int]
+    source_labels: list[tuple[str, str]], item: Item, have: dict[tuple[str, str], int]
 ) -> list[dict[str, Any]]:
-    """The source's category and tags (and the item's own tags) the item does not carry yet."""
-    tags = (" ".join(unicodedata.normalize("NFKC", tag).split()) for tag in (*source.tags, *item.tags))
-    wanted = [(CATEGORY, source.category)] + [(TAG, tag) for tag in tags if tag]
+    """The source's labels and the item's own tags that the item does not carry yet."""
+    wanted = (
+        source_labels + [(TAG, tag) for tag in _normalized_tags(item.tags)] if item.tags else source_labels
+    )
     missing = [label for label in dict.fromkeys(wanted) if label not in have]
     start = max(have.values(), default=-1) + 1
     return [
@@ -723,6 +736,7 @@ class Store:
         batch: dict[str, Item] = {}
         for item in items:
             batch.setdefault(item.url_key, _storable(item))
+        source_labels = _labels_of_source(source)
         ids, filers = self._item_ids(conn, list(batch))
         fresh = [item for key, item in batch.items() if key not in ids]
         inserted = self._insert_items(conn, source, source_id, fresh, now) if fresh else {}
@@ -747,7 +761,7 @@ class Store:
                 )
             elif previous != version:
                 changed_links.append({"b_item_id": item_id, "b_source_id": source_id, "b_hash": version})
-            missing = _missing_labels(source, item, labels.get(item_id, {}))
+            missing = _missing_labels(source_labels, item, labels.get(item_id, {}))
             new_labels += [{"item_id": item_id, **label} for label in missing]
             if key in inserted:
                 continue
