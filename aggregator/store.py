@@ -48,7 +48,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
 from . import layout
 from .dating import is_future, settled_published
@@ -356,6 +356,19 @@ def _storable(item: Item) -> Item:
         authors=tuple(map(clean, item.authors)),
         tags=tuple(map(clean, item.tags)),
     )
+
+
+def _suffix_taken_paths(conn: Connection, source: SourceConfig, rows: list[dict[str, Any]]) -> None:
+    """The same title on the same day, in any category: the slug of the later item gets a stable suffix."""
+    taken: set[str] = set()
+    for chunk in _chunks([row["post_path"] for row in rows], 500):
+        taken |= set(conn.execute(_TAKEN_POST_PATHS, {"paths": chunk}).scalars())
+    for row in rows:
+        if row["post_path"] in taken:
+            row["slug"] = f"{row['slug']}-{layout.short_hash(row['url_key'], 6)}"
+            row["archive_path"] = layout.archive_path(source.category, row["published_at"], row["slug"])
+            row["post_path"] = layout.post_path_for(row["archive_path"])
+        taken.add(row["post_path"])
 
 
 def _new_item_values(source: SourceConfig, source_id: int, item: Item, now: datetime) -> dict[str, Any]:
@@ -839,16 +852,7 @@ class Store:
     ) -> dict[str, int]:
         """Insert new items in one statement: {url key: id}; a key another writer inserted first is absent."""
         rows = [_new_item_values(source, source_id, item, now) for item in items]
-        wanted = [row["post_path"] for row in rows]
-        taken: set[str] = set()
-        for chunk in _chunks(wanted, 500):
-            taken |= set(conn.execute(_TAKEN_POST_PATHS, {"paths": chunk}).scalars())
-        for row in rows:  # the same title on the same day, in any category: the slug gets a stable suffix
-            if row["post_path"] in taken:
-                row["slug"] = f"{row['slug']}-{layout.short_hash(row['url_key'], 6)}"
-                row["archive_path"] = layout.archive_path(source.category, row["published_at"], row["slug"])
-                row["post_path"] = layout.post_path_for(row["archive_path"])
-            taken.add(row["post_path"])
+        _suffix_taken_paths(conn, source, rows)
         if conn.dialect.name == "sqlite":  # one writer, this transaction: every key it tries is its own
             self._insert_rows(conn, items_table, rows, conflict_on=("url_key",))
             return self._item_ids(conn, [row["url_key"] for row in rows])[0]
@@ -860,7 +864,14 @@ class Store:
             .on_conflict_do_nothing(index_elements=["url_key"])
             .returning(items_table.c.url_key, items_table.c.id)
         )
-        return {row.url_key: row.id for row in conn.execute(statement, rows)}
+        try:
+            with conn.begin_nested():  # a savepoint: what fails here fails alone
+                return {row.url_key: row.id for row in conn.execute(statement, rows)}
+        except IntegrityError:
+            # Another worker stored a different article under one of these paths (same title, same
+            # day) and committed while this insert waited for it: those paths now show as taken.
+            _suffix_taken_paths(conn, source, rows)
+            return {row.url_key: row.id for row in conn.execute(statement, rows)}
 
     def _insert_rows(
         self,

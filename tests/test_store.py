@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -66,19 +67,23 @@ def store(database_url: str) -> Iterator[Store]:
     opened.close()
 
 
-def _save(store: Store, source: SourceConfig, *items: Item, now: datetime = NOW) -> tuple[int, int]:
-    result = store.record_poll(
-        source,
-        PollRecord(
-            polled_at=now,
-            status=200,
-            error=None,
-            next_check_at=now + source.interval,
-            url=source.url,
-            etag='"v1"',
-        ),
-        ParsedFeed(title=source.name.title(), link="https://example.com/", items=items),
+def _poll_record(source: SourceConfig, now: datetime = NOW) -> PollRecord:
+    return PollRecord(
+        polled_at=now,
+        status=200,
+        error=None,
+        next_check_at=now + source.interval,
+        url=source.url,
+        etag='"v1"',
     )
+
+
+def _feed(source: SourceConfig, *items: Item) -> ParsedFeed:
+    return ParsedFeed(title=source.name.title(), link="https://example.com/", items=items)
+
+
+def _save(store: Store, source: SourceConfig, *items: Item, now: datetime = NOW) -> tuple[int, int]:
+    result = store.record_poll(source, _poll_record(source, now), _feed(source, *items))
     return result.new, result.updated
 
 
@@ -347,3 +352,26 @@ def test_sqlite_dates_are_the_text_sqlalchemy_writes_and_read_back(tmp_path: Pat
 def test_entry_ids_are_name_based_uuids_of_the_url_key(url_key: str) -> None:
     """Atom ids of items stored by earlier versions stay what they were."""
     assert entry_id_for(url_key) == uuid.uuid5(uuid.NAMESPACE_URL, url_key).urn
+
+
+def test_a_path_another_worker_takes_meanwhile_gets_a_suffix_not_a_failed_poll(database_url: str) -> None:
+    """Two workers store different articles of one title and day at the same moment: both are stored."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has one writer at a time: nothing can take a path meanwhile")
+    first, second = Store.open(database_url), Store.open(database_url)
+    first.sync_sources([WIRE, MIRROR])
+    wire_item = _item("Markets close higher", "https://wire.example.com/markets")
+    mirror_item = _item("Markets close higher", "https://mirror.example.com/other-story")
+    try:
+        with first.engine.connect() as other_worker:
+            transaction = other_worker.begin()  # stores the wire's article and holds its commit back
+            first._record(other_worker, WIRE, _poll_record(WIRE), _feed(WIRE, wire_item))
+            threading.Timer(0.5, transaction.commit).start()
+            new, _updated = _save(second, MIRROR, mirror_item)  # waits for that commit, then meets the path
+        assert new == 1
+        slugs = {item.url: item.slug for item in _listing(second, "home", "")}
+        assert slugs[mirror_item.url].startswith(f"{slugs[wire_item.url]}-"), slugs  # its Jekyll post differs
+        assert second.source_state("mirror").last_error is None
+    finally:
+        first.close()
+        second.close()
