@@ -52,6 +52,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     yield from _postgres_schema_url(base_url)
 
 
+@pytest.fixture
+def postgresql_url() -> Iterator[str]:
+    """A fresh schema on the real PostgreSQL, for what only a database shared by writers can show."""
+    base_url = os.environ.get(POSTGRES_ENV)
+    if not base_url:
+        pytest.skip(f"set {POSTGRES_ENV} to run this test on PostgreSQL (.ci/run does)")
+    yield from _postgres_schema_url(base_url)
+
+
 @pytest.fixture(scope="session")
 def atom_schema() -> etree.RelaxNG:
     if not ATOM_RNG.exists():

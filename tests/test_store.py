@@ -354,11 +354,12 @@ def test_entry_ids_are_name_based_uuids_of_the_url_key(url_key: str) -> None:
     assert entry_id_for(url_key) == uuid.uuid5(uuid.NAMESPACE_URL, url_key).urn
 
 
-def test_a_path_another_worker_takes_meanwhile_gets_a_suffix_not_a_failed_poll(database_url: str) -> None:
-    """Two workers store different articles of one title and day at the same moment: both are stored."""
-    if not database_url.startswith("postgresql"):
-        pytest.skip("SQLite has one writer at a time: nothing can take a path meanwhile")
-    first, second = Store.open(database_url), Store.open(database_url)
+def test_a_path_another_worker_takes_meanwhile_gets_a_suffix_not_a_failed_poll(postgresql_url: str) -> None:
+    """Two workers store different articles of one title and day at the same moment: both are stored.
+
+    PostgreSQL only: on SQLite one writer at a time, so no path is taken meanwhile.
+    """
+    first, second = Store.open(postgresql_url), Store.open(postgresql_url)
     first.sync_sources([WIRE, MIRROR])
     wire_item = _item("Markets close higher", "https://wire.example.com/markets")
     mirror_item = _item("Markets close higher", "https://mirror.example.com/other-story")
