@@ -795,10 +795,10 @@ def _unique(values: Iterable[str]) -> tuple[str, ...]:
 _URL_BREAKERS = re.compile(r"[\x00-\x20\x7f]")
 
 
-# An absolute http(s) URL with a plain host, a port from 1 to 9999 if any, and no empty query or
-# fragment: urlsplit(...).geturl() gives it back unchanged, so it is used as it is.
+# An absolute http(s) URL with a plain host, a port from 1 to 9999 if any, no ";" in its path (a join
+# drops an empty ";params"), and no empty query or fragment: joining and splitting it give it back.
 _PLAIN_HTTP = re.compile(
-    r"https?://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[1-9][0-9]{0,3})?(?:/[^?#]*)?(?:\?[^#]+)?(?:#.+)?"
+    r"https?://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[1-9][0-9]{0,3})?(?:/[^?#;]*)?(?:\?[^#]+)?(?:#.+)?"
 )
 # Already absolute: joining it to a base changes nothing that splitting it does not ("; params" aside).
 _ABSOLUTE_HTTP = re.compile(r"https?://[^/?#;]+(?:[/?#][^;]*)?", re.IGNORECASE)

@@ -895,7 +895,11 @@ class Store:
         prepared = self._inserts.get(key)
         if prepared is None:
             prepared = self._inserts[key] = _DriverInsert.of(conn.dialect, table, columns, conflict_on)
-        conn.exec_driver_sql(prepared.sql, prepared.parameters(rows))
+        try:
+            parameters = prepared.parameters(rows)
+        except (TypeError, ValueError) as error:  # what SQLAlchemy would have reported as a StatementError
+            raise StoreError(f"cannot store {table.name}: {error}") from error
+        conn.exec_driver_sql(prepared.sql, parameters)
 
     # -- reading for publish and status ---------------------------------------
 

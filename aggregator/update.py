@@ -45,8 +45,8 @@ DEFAULT_PER_HOST = 2  # connections at once to one host: publishers ban rude pol
 # Parsers are spawned, not forked: this process has threads, whose locks a forked child would inherit.
 _SPAWN = multiprocessing.get_context("spawn")
 PARSE_ELSEWHERE_FROM = 16 * 1024  # bytes: a smaller body parses faster than it travels to another process
-# Sources claimed per batch, per polling thread: a batch is stored in one transaction on SQLite, and
-# larger ones cost fewer commits (the bench farm's first poll: storing took 10% less at 4 than at 2).
+# Sources claimed per batch, per polling thread, at most: a batch is stored in one transaction on SQLite,
+# and larger ones cost fewer commits (the bench farm's first poll: storing took 10% less at 4 than at 2).
 BATCH_PER_WORKER = 4
 ADOPT_AFTER = 3  # polls in a row that must show the same permanent redirect before it is adopted
 
@@ -507,6 +507,7 @@ def update_sources(
     finish the batches in flight (at most two) and claim no more.
     """
     polling = polling or Polling()
+    batch_size = claim_size(polling, sources)
     by_name = {source.name: source for source in sources}
     remaining = list(by_name)
     own_parsers = parsers is None
@@ -522,7 +523,7 @@ def update_sources(
                     return []
                 states = store.claim(
                     remaining, clock(), owner=polling.owner, lease=polling.lease, due_only=due_only,
-                    limit=polling.workers * BATCH_PER_WORKER,
+                    limit=batch_size,
                 )  # fmt: skip
                 remaining = [name for name in remaining if name not in states]
                 return [
@@ -551,6 +552,21 @@ def update_sources(
             reason = state.disabled_reason and f"disabled ({state.disabled_reason})"
             log.warning("source=%s not polled: %s", name, reason or "another worker is polling it")
     return results
+
+
+def claim_size(polling: Polling, sources: Sequence[SourceConfig]) -> int:
+    """Sources per claim: as many as the leases outlast however slowly every fetch ends.
+
+    Two batches are in flight, so the last source claimed may wait for two
+    batches' worth of fetches by `workers` threads, each taking up to its
+    deadline, before its own ends: its lease must still hold then, or another
+    worker could poll it too. With the defaults (5 minutes, 60 s) that is two
+    sources per thread; shorter deadlines or longer leases allow up to
+    BATCH_PER_WORKER.
+    """
+    slowest = max((source.fetch.deadline for source in sources), default=1.0)
+    per_worker = int(polling.lease.total_seconds() // (2 * max(slowest, 1.0)))
+    return polling.workers * max(1, min(BATCH_PER_WORKER, per_worker))
 
 
 def _store_batch(

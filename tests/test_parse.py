@@ -1010,7 +1010,8 @@ def test_tracking_parameters_in_links_stay_on_the_fast_path(body: bytes) -> None
      "https://a:0/", "https://a:99999/", "http://[::1/", "http:/a/b", "http:a", "//a/b", "/x", "x",
      "https://例子.cn/x?utm_source=1#top", "http://a/b?x=1&y=2#frag", "https://A.example.com:8080/p/路径?q=1",
      "http://a.b./x", "http://a:08/", "http://a/b#", "http://a/?x?y#z#w", "http://-a/", "http://a:65536/",
-     "https://a.example/x/../y?", "http://a/b?q#"],
+     "https://a.example/x/../y?", "http://a/b?q#", "http://example.org/a;", "http://a/b;?x=1", "http://a/b;#f",
+     "https://a/b;", "http://a/b?x;y#z;"],
 )  # fmt: skip
 def test_links_are_made_absolute_exactly_as_joining_them_to_the_feed_url_would(href: str) -> None:
     """Absolute links skip the join (a fifth of parsing time); the result must not change for any link."""

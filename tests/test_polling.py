@@ -10,6 +10,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler
@@ -23,7 +24,7 @@ from aggregator import schedule
 from aggregator.errors import StoreError
 from aggregator.models import FetchPolicy, SourceConfig, SourceState, UpdateResult
 from aggregator.store import Store, create_store_engine, upgrade_schema
-from aggregator.update import BATCH_PER_WORKER, Polling, update_sources
+from aggregator.update import BATCH_PER_WORKER, Polling, claim_size, update_sources
 from tests.httpserver import LoopbackServer, pause, respond
 from tests.sample_feeds import Article, rss2
 
@@ -330,7 +331,7 @@ def test_a_database_gone_mid_tick_leaves_no_session_thread_behind(tmp_path: Path
                 _poll(store, *sources, workers=2, per_host=2)
         # The batch fetched before the failing claim is recorded, and its leases end with it.
         polled = [row.name for row in store.status() if row.last_polled_at is not None]
-        assert len(polled) == 2 * BATCH_PER_WORKER, "workers=2 claim batches of 2 * BATCH_PER_WORKER"
+        assert len(polled) == claim_size(Polling(workers=2), sources), "the batch fetched before the failure"
         with store.engine.connect() as connection:
             leased = connection.execute(
                 text("SELECT name FROM sources WHERE lease_owner IS NOT NULL")
@@ -375,3 +376,16 @@ def test_an_item_the_database_refuses_fails_its_source_only(store: Store) -> Non
         assert connection.execute(text("SELECT count(*) FROM items")).scalar_one() == 5
         leased = connection.execute(text("SELECT count(*) FROM sources WHERE lease_owner IS NOT NULL"))
         assert leased.scalar_one() == 0
+
+
+@pytest.mark.parametrize(("deadline", "lease"), [(60, 5), (20, 5), (5, 5), (200, 5), (600, 5), (60, 10)])
+def test_a_claim_is_no_larger_than_its_leases_outlast(deadline: float, lease: int) -> None:
+    """Two batches are in flight: the last source claimed waits for both batches' fetches, each up to
+    its deadline, and its lease must still hold when its own ends, or another worker could poll it too."""
+    sources = [replace(_source(f"s{n}", f"http://127.0.0.1:9/{n}"), fetch=replace(_source("x", "").fetch,
+               deadline=deadline)) for n in range(100)]  # fmt: skip
+    polling = Polling(workers=16, lease=timedelta(minutes=lease))
+    per_worker = claim_size(polling, sources) // polling.workers
+    assert 1 <= per_worker <= BATCH_PER_WORKER
+    assert per_worker == 1 or 2 * per_worker * deadline <= lease * 60, "leases could expire mid-batch"
+    assert per_worker == BATCH_PER_WORKER or 2 * (per_worker + 1) * deadline > lease * 60, "could claim more"
