@@ -97,12 +97,8 @@ def _naive_utc(value: datetime) -> datetime:
 
 
 def _sqlite_utc_text(value: datetime | None) -> str | None:
-    """'YYYY-MM-DD HH:MM:SS.ffffff' in UTC (isoformat's 26 characters before its '+00:00')."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        raise ValueError("naive datetime given to the store")
-    return value.astimezone(UTC).isoformat(" ", "microseconds")[:26]
+    """'YYYY-MM-DD HH:MM:SS.ffffff' in UTC, microseconds always written."""
+    return None if value is None else _naive_utc(value).isoformat(" ", "microseconds")
 
 
 metadata = MetaData()
@@ -601,42 +597,8 @@ class Store:
         """
         if not polls:
             return
-        table = sources_table
         with self._begin() as conn:
-            conn.execute(
-                update(table)
-                .where(table.c.name == bindparam("source_name"))
-                .values(
-                    url=bindparam("poll_url"),
-                    last_polled_at=bindparam("polled_at"),
-                    last_status=bindparam("status"),
-                    next_check_at=bindparam("next_check_at"),
-                    moved_to=bindparam("moved_to"),
-                    moved_count=bindparam("moved_count"),
-                    etag=bindparam("poll_etag"),
-                    last_modified=bindparam("poll_last_modified"),
-                    body_hash=bindparam("poll_body_hash"),
-                    last_error=None,
-                    error_count=0,
-                    lease_owner=None,
-                    lease_until=None,
-                ),
-                [
-                    {
-                        "source_name": name,
-                        "poll_url": poll.url,
-                        "polled_at": poll.polled_at,
-                        "status": poll.status,
-                        "next_check_at": poll.next_check_at,
-                        "moved_to": poll.moved_to,
-                        "moved_count": poll.moved_count,
-                        "poll_etag": poll.etag,
-                        "poll_last_modified": poll.last_modified,
-                        "poll_body_hash": poll.body_hash,
-                    }
-                    for name, poll in polls
-                ],
-            )
+            conn.execute(_RECORD_UNCHANGED, [_poll_parameters(name, poll) for name, poll in polls])
 
     def record_poll(
         self, source: SourceConfig, poll: PollRecord, feed: ParsedFeed | None = None
@@ -673,20 +635,7 @@ class Store:
         self, conn: Connection, source: SourceConfig, poll: PollRecord, feed: ParsedFeed | None
     ) -> SaveResult:
         new = updated = 0
-        parameters: dict[str, Any] = {
-            "p_name": source.name,
-            "p_url": poll.url,
-            "p_last_polled_at": poll.polled_at,
-            "p_last_status": poll.status,
-            "p_next_check_at": poll.next_check_at,
-            "p_moved_to": poll.moved_to,
-            "p_moved_count": poll.moved_count,
-            "p_disabled_reason": poll.disabled_reason,
-            "p_last_error": poll.error,
-            "p_etag": poll.etag,
-            "p_last_modified": poll.last_modified,
-            "p_body_hash": poll.body_hash,
-        }
+        parameters = _poll_parameters(source.name, poll)
         if feed is not None:
             parameters |= {"p_title": feed.title.replace("\x00", ""), "p_link": feed.link}
         statement = _RECORD_POLL[(poll.error is not None, feed is not None)]
@@ -856,9 +805,8 @@ class Store:
         if conn.dialect.name == "sqlite":  # one writer, this transaction: every key it tries is its own
             self._insert_rows(conn, items_table, rows, conflict_on=("url_key",))
             return self._item_ids(conn, [row["url_key"] for row in rows])[0]
-        rows.sort(
-            key=itemgetter("url_key")
-        )  # shared by workers: they lock the same new articles in one order
+        # Shared by workers: they lock the same new articles in one order.
+        rows.sort(key=itemgetter("url_key"))
         statement = (
             _insert_for(conn.dialect)(items_table)
             .on_conflict_do_nothing(index_elements=["url_key"])
@@ -1083,8 +1031,29 @@ class _Transaction:
         return suppressed
 
 
+def _poll_parameters(name: str, poll: PollRecord) -> dict[str, Any]:
+    """The bind values of _record_poll_statement (each variant uses those it names)."""
+    return {
+        "p_name": name,
+        "p_url": poll.url,
+        "p_last_polled_at": poll.polled_at,
+        "p_last_status": poll.status,
+        "p_next_check_at": poll.next_check_at,
+        "p_moved_to": poll.moved_to,
+        "p_moved_count": poll.moved_count,
+        "p_disabled_reason": poll.disabled_reason,
+        "p_last_error": poll.error,
+        "p_etag": poll.etag,
+        "p_last_modified": poll.last_modified,
+        "p_body_hash": poll.body_hash,
+    }
+
+
 def _record_poll_statement(failed: bool, with_feed: bool) -> Any:
-    """The UPDATE of a polled source: validators are kept on success only, the title with a feed only."""
+    """The UPDATE of a polled source (without RETURNING, for executemany); the lease ends with it.
+
+    Validators are kept on success only, the feed's title with a feed only.
+    """
     table = sources_table
     values: dict[str, Any] = {
         name: bindparam(f"p_{name}")
@@ -1099,15 +1068,16 @@ def _record_poll_statement(failed: bool, with_feed: bool) -> Any:
         values |= {name: bindparam(f"p_{name}") for name in ("etag", "last_modified", "body_hash")}
     if with_feed:
         values |= {"title": bindparam("p_title"), "link": bindparam("p_link")}
-    return update(table).where(table.c.name == bindparam("p_name")).values(**values).returning(table.c.id)
+    return update(table).where(table.c.name == bindparam("p_name")).values(**values)
 
 
 # Statements built once: building one per poll cost about a millisecond each.
 _RECORD_POLL = {
-    (failed, with_feed): _record_poll_statement(failed, with_feed)
+    (failed, with_feed): _record_poll_statement(failed, with_feed).returning(sources_table.c.id)
     for failed in (False, True)
     for with_feed in (False, True)
 }
+_RECORD_UNCHANGED = _record_poll_statement(failed=False, with_feed=False)  # 304s, a batch at a time
 
 # Batched lookups, built once: a statement with an expanding IN list is compiled and cached once,
 # where `.in_(values)` coerces every value into an expression on every call.

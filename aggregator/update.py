@@ -194,9 +194,8 @@ class _Outcome:
     unchanged: bool = False  # 304, or the same body as last time
     error: FetchError | ParseError | None = None
     started: float = 0.0
-    body_hash: str | None = (
-        None  # of a body received, hashed in the polling thread rather than the storing one
-    )
+    # Of a body received: hashed in the polling thread rather than the storing one.
+    body_hash: str | None = None
 
 
 def body_hash(body: bytes) -> str:

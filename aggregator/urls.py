@@ -103,9 +103,7 @@ def normalize_url(url: str) -> str:
     text = url.strip()
     if plain := _PLAIN_URL.fullmatch(text):  # nearly every link: no need to split it in the general way
         scheme, host, port, path, query = plain.groups()
-        netloc = host if port is None or int(port) == _DEFAULT_PORTS[scheme] else f"{host}:{int(port)}"
-        kept = _kept_query(query or "")
-        return f"https://{netloc}{path or '/'}{'?' + kept if kept else ''}"
+        return _key_of(scheme, host, int(port) if port else None, path or "", query or "")
     return _normalize_split(text)
 
 
@@ -125,11 +123,14 @@ def _normalize_split(text: str) -> str:
         raise ValueError(f"cannot parse URL {text!r}: {exc}") from exc
     if parts.scheme not in _DEFAULT_PORTS:
         raise ValueError(f"not an http(s) URL: {text!r}")
-    netloc = _ascii_host(parts.hostname or "", text)
-    if port is not None and port != _DEFAULT_PORTS[parts.scheme]:
-        netloc = f"{netloc}:{port}"
-    query = _kept_query(parts.query)
-    return f"https://{netloc}{parts.path or '/'}{'?' + query if query else ''}"
+    return _key_of(parts.scheme, _ascii_host(parts.hostname or "", text), port, parts.path, parts.query)
+
+
+def _key_of(scheme: str, host: str, port: int | None, path: str, query: str) -> str:
+    """The key of a URL's parts: https, no default port, no tracking parameters, no fragment."""
+    netloc = host if port is None or port == _DEFAULT_PORTS[scheme] else f"{host}:{port}"
+    kept = _kept_query(query)
+    return f"https://{netloc}{path or '/'}{'?' + kept if kept else ''}"
 
 
 def _url_key_or_none(value: str) -> str | None:
