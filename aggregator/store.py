@@ -16,7 +16,7 @@ import json
 import unicodedata
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
@@ -33,10 +33,12 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     MetaData,
+    Select,
     String,
     Table,
     Text,
     TypeDecorator,
+    Update,
     and_,
     bindparam,
     create_engine,
@@ -246,7 +248,9 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def create_store_engine(url: str) -> Engine:
     """An engine with the settings the aggregator relies on (WAL + busy timeout on SQLite)."""
     try:
-        engine = create_engine(url, pool_pre_ping=True)
+        # A server connection can drop while pooled; a SQLite file cannot (each ping was a
+        # query more per transaction: a tenth of a no-change poll's time).
+        engine = create_engine(url, pool_pre_ping=make_url(url).get_backend_name() != "sqlite")
     except (SQLAlchemyError, ImportError) as error:
         raise StoreError(f"cannot use database {display_url(url)}: {error}") from None
     if engine.dialect.name == "sqlite":
@@ -354,19 +358,6 @@ def _storable(item: Item) -> Item:
     )
 
 
-def _suffix_taken_paths(conn: Connection, source: SourceConfig, rows: list[dict[str, Any]]) -> None:
-    """The same title on the same day, in any category: the slug of the later item gets a stable suffix."""
-    taken: set[str] = set()
-    for chunk in _chunks([row["post_path"] for row in rows], 500):
-        taken |= set(conn.execute(_TAKEN_POST_PATHS, {"paths": chunk}).scalars())
-    for row in rows:
-        if row["post_path"] in taken:
-            row["slug"] = f"{row['slug']}-{layout.short_hash(row['url_key'], 6)}"
-            row["archive_path"] = layout.archive_path(source.category, row["published_at"], row["slug"])
-            row["post_path"] = layout.post_path_for(row["archive_path"])
-        taken.add(row["post_path"])
-
-
 def _new_item_values(source: SourceConfig, source_id: int, item: Item, now: datetime) -> dict[str, Any]:
     """The row of an item seen for the first time: its identity is fixed here."""
     published, published_raw = settled_published(item.published, now, ZoneInfo(source.timezone))
@@ -467,6 +458,7 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._inserts: dict[tuple[str, tuple[str, ...], tuple[str, ...]], _DriverInsert] = {}
+        self._lookups: dict[tuple[Select[Any], str, int], tuple[str, tuple[str, ...] | None]] = {}
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -538,6 +530,19 @@ class Store:
                         )
                     )
 
+    def claimable(self, names: Collection[str], now: datetime, *, due_only: bool = True) -> list[str]:
+        """The given sources a worker could claim now, in the order to claim them.
+
+        Never-polled sources first, then the most overdue. One read, so that
+        the claims that follow each name only their own few sources (naming
+        every remaining source in each claim cost a large poll more than all
+        its 304s). claim() checks again: another worker may take one meanwhile.
+        """
+        with self._begin() as conn:
+            claimable = conn.execute(_CLAIMABLE[due_only], {"now": now}).scalars()
+            wanted = set(names)
+            return [name for name in claimable if name in wanted]
+
     def claim(
         self,
         names: Sequence[str],
@@ -555,32 +560,18 @@ class Store:
         exactly one worker. A worker that dies keeps its lease until it
         expires, then the source is due again for everyone. Disabled sources
         are never claimed; `due_only=False` (a forced poll) ignores the schedule
-        but still respects other workers' leases. Returns each claimed source's
-        state, in the order of `names`.
+        but still respects other workers' leases. At most `limit`, in
+        claimable()'s order; returns each claimed source's state, in the order
+        of `names`.
         """
-        table = sources_table
-        candidates = select(table.c.id).where(
-            table.c.name.in_(bindparam("names", expanding=True)),
-            table.c.disabled_reason.is_(None),
-            table.c.lease_until.is_(None) | (table.c.lease_until <= now),
-        )
-        if due_only:
-            candidates = candidates.where(table.c.next_check_at.is_(None) | (table.c.next_check_at <= now))
-        candidates = candidates.order_by(
-            table.c.next_check_at.is_not(None), table.c.next_check_at, table.c.id
-        )
-        if limit is not None:
-            candidates = candidates.limit(limit)
         with self._begin() as conn:
-            if conn.dialect.name == "postgresql":
-                candidates = candidates.with_for_update(skip_locked=True)
             claimed = conn.execute(
-                update(table)
-                .where(table.c.id.in_(candidates.scalar_subquery()))
-                .values(lease_owner=owner, lease_until=now + lease)
-                .returning(*_STATE_COLUMNS),
-                {"names": list(names)},
-            )
+                _CLAIM[conn.dialect.name == "postgresql", due_only],
+                {
+                    "names": list(names), "now": now, "limit": len(names) if limit is None else limit,
+                    "owner": owner, "lease_until": now + lease,
+                },
+            )  # fmt: skip
             got = {row.name: _state_of(row) for row in claimed}
         return {name: got[name] for name in names if name in got}
 
@@ -771,7 +762,7 @@ class Store:
         ids: dict[str, int] = {}
         filers: dict[int, int | None] = {}
         for chunk in _chunks(url_keys, 500):
-            for url_key, item_id, source_id in conn.execute(_IDS_BY_KEY, {"keys": chunk}):
+            for url_key, item_id, source_id in self._select_in(conn, _IDS_BY_KEY, "keys", chunk):
                 ids[url_key] = item_id
                 filers[item_id] = source_id
         return ids, filers
@@ -780,14 +771,14 @@ class Store:
         """This source's content hash of each item it already carries."""
         found: dict[int, str] = {}
         for chunk in _chunks(item_ids, 500):
-            found |= dict(conn.execute(_SOURCE_VERSIONS, {"source_id": source_id, "ids": chunk}).all())
+            found |= dict(self._select_in(conn, _SOURCE_VERSIONS, "ids", chunk, source_id=source_id))
         return found
 
     def _labels_of(self, conn: Connection, item_ids: Sequence[int]) -> dict[int, dict[tuple[str, str], int]]:
         """{item id: {(kind, value): position}}"""
         found: dict[int, dict[tuple[str, str], int]] = defaultdict(dict)
         for chunk in _chunks(item_ids, 500):
-            for item_id, kind, value, position in conn.execute(_LABELS_BY_ID, {"ids": chunk}):
+            for item_id, kind, value, position in self._select_in(conn, _LABELS_BY_ID, "ids", chunk):
                 found[item_id][(kind, value)] = position
         return found
 
@@ -801,7 +792,7 @@ class Store:
     ) -> dict[str, int]:
         """Insert new items in one statement: {url key: id}; a key another writer inserted first is absent."""
         rows = [_new_item_values(source, source_id, item, now) for item in items]
-        _suffix_taken_paths(conn, source, rows)
+        self._suffix_taken_paths(conn, source, rows)
         if conn.dialect.name == "sqlite":  # one writer, this transaction: every key it tries is its own
             self._insert_rows(conn, items_table, rows, conflict_on=("url_key",))
             return self._item_ids(conn, [row["url_key"] for row in rows])[0]
@@ -818,8 +809,47 @@ class Store:
         except IntegrityError:
             # Another worker stored a different article under one of these paths (same title, same
             # day) and committed while this insert waited for it: those paths now show as taken.
-            _suffix_taken_paths(conn, source, rows)
+            self._suffix_taken_paths(conn, source, rows)
             return {row.url_key: row.id for row in conn.execute(statement, rows)}
+
+    def _suffix_taken_paths(self, conn: Connection, source: SourceConfig, rows: list[dict[str, Any]]) -> None:
+        """The same title on the same day, in any category: the later item's slug gets a stable suffix."""
+        taken: set[str] = set()
+        for chunk in _chunks([row["post_path"] for row in rows], 500):
+            taken |= {path for (path,) in self._select_in(conn, _TAKEN_POST_PATHS, "paths", chunk)}
+        for row in rows:
+            if row["post_path"] in taken:
+                row["slug"] = f"{row['slug']}-{layout.short_hash(row['url_key'], 6)}"
+                row["archive_path"] = layout.archive_path(source.category, row["published_at"], row["slug"])
+                row["post_path"] = layout.post_path_for(row["archive_path"])
+            taken.add(row["post_path"])
+
+    def _select_in(
+        self, conn: Connection, statement: Select[Any], listed: str, values: Sequence[Any], **fixed: Any
+    ) -> Sequence[Any]:
+        """Rows of `statement` with its expanding parameter `listed` set to `values`, via the driver.
+
+        SQLAlchemy expands an IN list afresh at every execution (a store's
+        lookups ran four per polled source); here the SQL is compiled once per
+        dialect and list size, the list padded with NULLs (which match nothing)
+        to a power of two so that few sizes occur. For plain values only
+        (strings, integers): no bind processor runs.
+        """
+        size = max(8, 1 << (len(values) - 1).bit_length())
+        padded = [*values, *[None] * (size - len(values))]
+        key = (statement, conn.dialect.name, size)
+        prepared = self._lookups.get(key)
+        if prepared is None:
+            compiled = statement.compile(dialect=conn.dialect)
+            expanded = compiled.construct_expanded_state({listed: padded, **fixed})
+            if expanded.processors:
+                raise TypeError(f"_select_in takes plain values only, not {sorted(expanded.processors)}")
+            order = tuple(expanded.positiontup) if expanded.positiontup is not None else None
+            prepared = self._lookups[key] = (expanded.statement, order)
+        sql, order = prepared
+        parameters = {**fixed, **{f"{listed}_{n}": value for n, value in enumerate(padded, start=1)}}
+        driver_parameters = tuple(parameters[name] for name in order) if order is not None else parameters
+        return conn.exec_driver_sql(sql, driver_parameters).all()
 
     def _insert_rows(
         self,
@@ -1078,6 +1108,45 @@ _RECORD_POLL = {
     for with_feed in (False, True)
 }
 _RECORD_UNCHANGED = _record_poll_statement(failed=False, with_feed=False)  # 304s, a batch at a time
+
+
+def _claimable_statement(due_only: bool) -> Select[tuple[str]]:
+    """Sources a worker may lease at :now, in claim order (see Store.claimable)."""
+    table = sources_table
+    statement = select(table.c.name).where(
+        table.c.disabled_reason.is_(None),
+        table.c.lease_until.is_(None) | (table.c.lease_until <= bindparam("now", type_=UTCDateTime)),
+    )
+    if due_only:
+        statement = statement.where(
+            table.c.next_check_at.is_(None) | (table.c.next_check_at <= bindparam("now", type_=UTCDateTime))
+        )
+    return statement.order_by(table.c.next_check_at.is_not(None), table.c.next_check_at, table.c.id)
+
+
+def _claim_statement(postgresql: bool, due_only: bool) -> Update:
+    """Lease :names (at most :limit, in claim order) to :owner until :lease_until (see Store.claim)."""
+    candidates = (
+        _claimable_statement(due_only)
+        .with_only_columns(sources_table.c.id)
+        .where(sources_table.c.name.in_(bindparam("names", expanding=True)))
+        .limit(bindparam("limit"))
+    )
+    if postgresql:
+        candidates = candidates.with_for_update(skip_locked=True)
+    return (
+        update(sources_table)
+        .where(sources_table.c.id.in_(candidates.scalar_subquery()))
+        .values(lease_owner=bindparam("owner"), lease_until=bindparam("lease_until", type_=UTCDateTime))
+        .returning(*_STATE_COLUMNS)
+    )
+
+
+_CLAIMABLE = {due_only: _claimable_statement(due_only) for due_only in (False, True)}
+_CLAIM = {
+    (postgresql, due_only): _claim_statement(postgresql, due_only)
+    for postgresql in (False, True) for due_only in (False, True)
+}  # fmt: skip
 
 # Batched lookups, built once: a statement with an expanding IN list is compiled and cached once,
 # where `.in_(values)` coerces every value into an expression on every call.

@@ -508,7 +508,8 @@ def update_sources(
     polling = polling or Polling()
     batch_size = claim_size(polling, sources)
     by_name = {source.name: source for source in sources}
-    remaining = list(by_name)
+    # Claimed a batch at a time in this order; each claim names only the sources it asks for.
+    queue = store.claimable(list(by_name), clock(), due_only=due_only)
     own_parsers = parsers is None
     parsers = parsers or FeedParsers(polling.parse_processes)
     pools = _Pools(HostLimits(polling.per_host), SessionPool(), parsers)
@@ -517,14 +518,14 @@ def update_sources(
         with ThreadPoolExecutor(max_workers=max(1, polling.workers), thread_name_prefix="poll") as pool:
 
             def claim_and_submit() -> list[tuple[SourceConfig, SourceState, Future[_Outcome]]]:
-                nonlocal remaining
-                if not remaining or (stop is not None and stop.is_set()):
-                    return []
-                states = store.claim(
-                    remaining, clock(), owner=polling.owner, lease=polling.lease, due_only=due_only,
-                    limit=batch_size,
-                )  # fmt: skip
-                remaining = [name for name in remaining if name not in states]
+                states: dict[str, SourceState] = {}
+                # Another worker may take some of the sources asked for: ask for more until the batch is full.
+                while queue and len(states) < batch_size and not (stop is not None and stop.is_set()):
+                    asked = queue[: batch_size - len(states)]
+                    del queue[: len(asked)]
+                    states |= store.claim(
+                        asked, clock(), owner=polling.owner, lease=polling.lease, due_only=due_only
+                    )
                 return [
                     (by_name[name], state, pool.submit(_guarded, by_name[name], state, pools, store))
                     for name, state in states.items()
@@ -546,7 +547,8 @@ def update_sources(
         if own_parsers:
             parsers.close()
     if not due_only and not (stop is not None and stop.is_set()):
-        for name in remaining:  # asked for by name, yet not claimable: say why rather than nothing
+        polled = {result.source for result in results}
+        for name in (name for name in by_name if name not in polled):  # asked for, not claimable: say why
             state = store.source_state(name)
             reason = state.disabled_reason and f"disabled ({state.disabled_reason})"
             log.warning("source=%s not polled: %s", name, reason or "another worker is polling it")

@@ -345,6 +345,48 @@ def test_a_database_gone_mid_tick_leaves_no_session_thread_behind(tmp_path: Path
         time.sleep(0.01)
 
 
+class _StoreWithARival(Store):
+    """A real store where another worker leases every other source just before each of our claims."""
+
+    stolen: list[str]
+    claims: list[int]
+
+    def claim(self, names: Any, now: datetime, **kwargs: Any) -> dict[str, SourceState]:
+        rival = [name for name in names[1::2] if name not in self.stolen]
+        self.stolen += super().claim(rival, now, owner="rival", lease=timedelta(hours=1))
+        self.claims.append(len(names))
+        return super().claim(names, now, **kwargs)
+
+
+def test_a_batch_another_worker_takes_part_of_is_filled_from_the_rest_and_none_is_polled_twice(
+    tmp_path: Path,
+) -> None:
+    hits: list[str] = []
+
+    def handle(request: BaseHTTPRequestHandler) -> None:
+        hits.append(request.path)
+        respond(request, 200, FEED, RSS)
+
+    store = _StoreWithARival(create_store_engine(f"sqlite:///{tmp_path / 'rival.db'}"))
+    store.stolen, store.claims = [], []
+    upgrade_schema(store.engine)
+    try:
+        with _serving(handle) as server:
+            sources = [_source(f"s{n:02d}", server.url(f"/{n:02d}")) for n in range(24)]
+            results = _poll(store, *sources, workers=2, per_host=2)
+    finally:
+        store.close()
+    batch = claim_size(Polling(workers=2), sources)
+    ours = [result.source for result in results]
+    assert sorted(ours + store.stolen) == [source.name for source in sources]
+    assert not set(ours) & set(store.stolen) and len(set(ours)) == len(ours)
+    assert sorted(hits) == sorted(f"/{name[1:]}" for name in ours), (
+        "ours fetched once each, the rival's never"
+    )
+    # The rival takes half of each claim's sources: the batch is topped up until it is full (8 = 4+2+1+1).
+    assert batch == 8 and store.claims[:4] == [8, 4, 2, 1]
+
+
 def test_an_item_the_database_refuses_fails_its_source_only(store: Store) -> None:
     """Sources brought together are stored in one transaction; a refusal there costs the others nothing."""
     with store.engine.begin() as connection:  # a constraint the database enforces, as PostgreSQL's types do

@@ -219,6 +219,29 @@ def test_a_claimed_source_is_nobody_elses_until_recorded_or_expired(store: Store
     assert list(store.claim(["wire", "mirror"], later, owner="c", lease=lease)) == ["mirror"]
 
 
+def test_claimable_lists_never_polled_then_most_overdue_first_and_skips_what_cannot_be_claimed(
+    store: Store,
+) -> None:
+    sources = [_source(name, "world") for name in ("late", "later", "fresh", "held", "gone", "idle")]
+    store.sync_sources([WIRE, MIRROR, *sources])
+    names = [source.name for source in sources]
+    polled = ["late", "later", "held", "gone", "idle"]  # "fresh" was never polled
+    assert list(store.claim(polled, NOW, owner="a", lease=timedelta(minutes=5))) == polled
+    hour = timedelta(hours=1)
+    for name, next_check_at in {"late": NOW - 2 * hour, "later": NOW - hour, "idle": NOW + hour}.items():
+        store.record_unchanged(
+            [(name, PollRecord(NOW, 304, None, next_check_at, url=f"https://{name}.example/"))]
+        )
+    store.record_poll(
+        sources[4],
+        PollRecord(NOW, 410, "HTTP 410 Gone", NOW, url=sources[4].url, disabled_reason="410 Gone"),
+    )
+    # "held" stays leased to a (its poll is still running)
+    # not listed: wire and mirror (not asked for), held (leased), gone (disabled); idle is not due yet
+    assert store.claimable(names, NOW) == ["fresh", "late", "later"]
+    assert store.claimable(names, NOW, due_only=False) == ["fresh", "late", "later", "idle"]
+
+
 def test_410_disables_until_enabled_or_reconfigured(store: Store) -> None:
     record = PollRecord(
         polled_at=NOW, status=410, error="HTTP 410 Gone", next_check_at=NOW, url=WIRE.url,
