@@ -192,11 +192,13 @@ class Item:
     # The source's own content when `content` is the article taken from its page (full_content):
     # the item's version is hashed from it, so a later poll that does not fetch the page sees no change.
     feed_content: str | None = None
-    # What makes an item "changed" (see _version_of), computed where the item is built: in a
-    # parser process for large feeds, off the process that stores.
+    # Computed where the item is built (in a parser process for large feeds, off the process that
+    # stores): its authors as stored, a JSON list with non-ASCII kept, and what makes it "changed".
+    authors_json: str = field(init=False, repr=False, compare=False)
     version: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "authors_json", _AUTHORS_ENCODER.encode(self.authors))
         object.__setattr__(self, "version", _version_of(self))
 
     # Pickled (from a parser process) as a plain tuple: the dataclass default looks every field up
@@ -213,11 +215,6 @@ _ITEM_FIELDS = tuple(item_field.name for item_field in fields(Item))
 _item_state = attrgetter(*_ITEM_FIELDS)
 
 
-def authors_json(authors: tuple[str, ...]) -> str:
-    """Authors as stored and hashed: a JSON list, non-ASCII kept."""
-    return _AUTHORS_ENCODER.encode(authors)
-
-
 _AUTHORS_ENCODER = json.JSONEncoder(ensure_ascii=False)  # json.dumps with options builds one per call
 
 
@@ -228,7 +225,7 @@ def _version_of(item: Item) -> str:
         item.title,
         item.summary,
         item.content if item.feed_content is None else item.feed_content,
-        authors_json(item.authors),
+        item.authors_json,
         item.published.isoformat() if item.published else "",
         item.updated.isoformat() if item.updated else "",
     ]

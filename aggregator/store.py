@@ -63,7 +63,6 @@ from .models import (
     SourceState,
     SourceStatus,
     StoredItem,
-    authors_json,
 )
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -403,7 +402,7 @@ def _content_values(item: Item, updated_at: datetime) -> dict[str, Any]:
         "title": item.title,
         "summary": item.summary,
         "content": item.content,
-        "authors": authors_json(item.authors),
+        "authors": item.authors_json,
         "content_hash": item.version,
         "updated_at": updated_at,
         "updated_offset": _offset_minutes(updated_at),
@@ -736,23 +735,10 @@ class Store:
             )
         self._insert_rows(conn, item_sources_table, new_links)
         if changed_links:
-            conn.execute(
-                update(item_sources_table)
-                .where(
-                    item_sources_table.c.item_id == bindparam("b_item_id"),
-                    item_sources_table.c.source_id == bindparam("b_source_id"),
-                )
-                .values(content_hash=bindparam("b_hash")),
-                changed_links,
-            )
+            conn.execute(_NEW_SOURCE_VERSION, changed_links)
         self._insert_rows(conn, item_labels_table, new_labels)
         if relabelled:  # its pages and listings are published again
-            conn.execute(
-                update(items_table)
-                .where(items_table.c.id == bindparam("b_item_id"))
-                .values(revision=items_table.c.revision + 1),
-                relabelled,
-            )
+            conn.execute(_NEXT_REVISION, relabelled)
         return len(inserted), len(changed_items)
 
     def _item_ids(
@@ -1148,8 +1134,8 @@ _CLAIM = {
     for postgresql in (False, True) for due_only in (False, True)
 }  # fmt: skip
 
-# Batched lookups, built once: a statement with an expanding IN list is compiled and cached once,
-# where `.in_(values)` coerces every value into an expression on every call.
+# Statements of every merge, built once: lookups by many keys (sent by Store._select_in) and the
+# executemany UPDATEs of versions and revisions.
 _IDS_BY_KEY = select(items_table.c.url_key, items_table.c.id, items_table.c.source_id).where(
     items_table.c.url_key.in_(bindparam("keys", expanding=True))
 )
@@ -1163,6 +1149,19 @@ _LABELS_BY_ID = select(
     item_labels_table.c.value,
     item_labels_table.c.position,
 ).where(item_labels_table.c.item_id.in_(bindparam("ids", expanding=True)))
+_NEW_SOURCE_VERSION = (
+    update(item_sources_table)
+    .where(
+        item_sources_table.c.item_id == bindparam("b_item_id"),
+        item_sources_table.c.source_id == bindparam("b_source_id"),
+    )
+    .values(content_hash=bindparam("b_hash"))
+)
+_NEXT_REVISION = (
+    update(items_table)
+    .where(items_table.c.id == bindparam("b_item_id"))
+    .values(revision=items_table.c.revision + 1)
+)
 _TAKEN_POST_PATHS = select(items_table.c.post_path).where(
     items_table.c.post_path.in_(bindparam("paths", expanding=True))
 )
