@@ -118,7 +118,8 @@ def _dispatch(args: argparse.Namespace, config: Config, store: Store) -> int:
             print("aggregator: poll needs either --all or source names", file=sys.stderr)
             return EXIT_USAGE
         names = [source.name for source in config.sources] if args.all else args.names
-        for name in names:
+        known = {source.name for source in config.sources}  # a set: 10,000 sources, 10,000 names
+        for name in (name for name in names if name not in known):
             config.source(name)  # ConfigError for an unknown name
         run_tick(store, config, names=names, polling=polling, publish_after=not args.no_publish)
     elif args.command == "publish":
