@@ -224,11 +224,15 @@ def assert_cut_at_the_deadline(session: requests.Session, url: str, policy: Fetc
     assert 1.0 <= time.monotonic() - started < 2.5
 
 
-@pytest.mark.parametrize("connection", ["new", "kept alive"])
+@pytest.mark.parametrize("connection", ["new", "kept alive", "kept alive after a longer deadline"])
 def test_trickling_headers_are_cut_off_at_the_deadline(
     serve: Serve, session: requests.Session, connection: str
 ) -> None:
-    """No read waits 0.3 s, so the 5 s read timeout never trips; on a kept-alive connection too."""
+    """No read waits 0.3 s, so the 5 s read timeout never trips; on a kept-alive connection too.
+
+    After a fetch with a 30 s deadline, the session's watchdog sleeps towards its end: the
+    next fetch's 1 s deadline must wake it.
+    """
     clients: list[tuple[str, int]] = []
 
     def handle(request: BaseHTTPRequestHandler) -> None:
@@ -241,6 +245,8 @@ def test_trickling_headers_are_cut_off_at_the_deadline(
     server = serve(handle)
     if connection == "kept alive":
         fetch(session, server.url("/warm-up"), DEADLINE)
+    elif connection == "kept alive after a longer deadline":
+        fetch(session, server.url("/warm-up"), replace(DEADLINE, deadline=30.0))
 
     assert_cut_at_the_deadline(session, server.url("/feed"))
     assert len(set(clients)) == 1
