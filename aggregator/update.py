@@ -508,7 +508,9 @@ def update_sources(
     polling = polling or Polling()
     batch_size = claim_size(polling, sources)
     by_name = {source.name: source for source in sources}
-    # Claimed a batch at a time in this order; each claim names only the sources it asks for.
+    listed = {name: position for position, name in enumerate(by_name)}
+    # Claimed a batch at a time in this order (the most overdue first); each claim names only the
+    # sources it asks for.
     queue = store.claimable(list(by_name), clock(), due_only=due_only)
     own_parsers = parsers is None
     parsers = parsers or FeedParsers(polling.parse_processes)
@@ -523,12 +525,25 @@ def update_sources(
                 while queue and len(states) < batch_size and not (stop is not None and stop.is_set()):
                     asked = queue[: batch_size - len(states)]
                     del queue[: len(asked)]
-                    states |= store.claim(
-                        asked, clock(), owner=polling.owner, lease=polling.lease, due_only=due_only
-                    )
+                    try:
+                        states |= store.claim(
+                            asked, clock(), owner=polling.owner, lease=polling.lease, due_only=due_only
+                        )
+                    except StoreError as error:
+                        if not states:
+                            raise
+                        # What is leased already is polled (and its leases end); the next claim fails again.
+                        log.warning("cannot claim more sources for this batch: %s", error)
+                        break
+                # A batch is stored in config order: the first source listed files an article that
+                # several of its sources bring.
                 return [
-                    (by_name[name], state, pool.submit(_guarded, by_name[name], state, pools, store))
-                    for name, state in states.items()
+                    (
+                        by_name[name],
+                        states[name],
+                        pool.submit(_guarded, by_name[name], states[name], pools, store),
+                    )
+                    for name in sorted(states, key=listed.__getitem__)
                 ]
 
             batch = claim_and_submit()

@@ -23,7 +23,7 @@ from sqlalchemy import text
 from aggregator import schedule
 from aggregator.errors import StoreError
 from aggregator.models import FetchPolicy, SourceConfig, SourceState, UpdateResult
-from aggregator.store import Store, create_store_engine, upgrade_schema
+from aggregator.store import PollRecord, Store, create_store_engine, upgrade_schema
 from aggregator.update import BATCH_PER_WORKER, Polling, claim_size, update_sources
 from tests.httpserver import LoopbackServer, pause, respond
 from tests.sample_feeds import Article, rss2
@@ -385,6 +385,67 @@ def test_a_batch_another_worker_takes_part_of_is_filled_from_the_rest_and_none_i
     )
     # The rival takes half of each claim's sources: the batch is topped up until it is full (8 = 4+2+1+1).
     assert batch == 8 and store.claims[:4] == [8, 4, 2, 1]
+
+
+def test_the_source_listed_first_files_a_shared_article_however_overdue_the_others_are(store: Store) -> None:
+    """Batches are claimed most overdue first, yet stored in config order."""
+    shared = Article("Shared", "https://news.example.com/shared", FEED_DATE)
+
+    def handle(request: BaseHTTPRequestHandler) -> None:
+        respond(request, 200, rss2(request.path, "https://news.example.com/", [shared]), RSS)
+
+    with _serving(handle) as server:
+        alpha = _source("alpha", server.url("/alpha"))
+        beta = replace(_source("beta", server.url("/beta")), category="tech")
+        store.sync_sources([alpha, beta])
+        assert list(store.claim(["alpha", "beta"], NOW, owner="earlier", lease=INTERVAL)) == ["alpha", "beta"]
+        store.record_unchanged(
+            [
+                (name, PollRecord(NOW, 304, None, NOW - overdue, url=source.url))
+                for name, source, overdue in (("alpha", alpha, INTERVAL), ("beta", beta, 2 * INTERVAL))
+            ]
+        )
+        assert store.claimable(["alpha", "beta"], NOW) == ["beta", "alpha"]
+        results = _poll(store, alpha, beta)
+    assert [result.new for result in results] == [1, 0], "alpha, listed first, files it"
+    (item,) = store.iter_items()
+    assert item.category == "world" and item.sources[0].name == "alpha"
+
+
+class _StoreThatFailsToTopUp(Store):
+    """A real store: another worker takes half of the first claim, then the database goes away."""
+
+    claims = 0
+
+    def claim(self, names: Any, now: datetime, **kwargs: Any) -> dict[str, SourceState]:
+        self.claims += 1
+        if self.claims > 1:
+            raise StoreError("database unavailable: connection refused")
+        super().claim(names[1::2], now, owner="rival", lease=timedelta(hours=1))
+        return super().claim(names, now, **kwargs)
+
+
+def test_sources_claimed_before_a_top_up_fails_are_polled_and_their_leases_end(tmp_path: Path) -> None:
+    def handle(request: BaseHTTPRequestHandler) -> None:
+        respond(request, 200, FEED, RSS)
+
+    store = _StoreThatFailsToTopUp(create_store_engine(f"sqlite:///{tmp_path / 'topup.db'}"))
+    upgrade_schema(store.engine)
+    try:
+        with _serving(handle) as server:
+            sources = [_source(f"s{n:02d}", server.url(f"/{n:02d}")) for n in range(24)]
+            with pytest.raises(StoreError):
+                _poll(store, *sources, workers=2, per_host=2)
+        ours = [source.name for source in sources[: claim_size(Polling(workers=2), sources)]][::2]
+        polled = [row.name for row in store.status() if row.last_polled_at is not None]
+        assert polled == ours, "the half the first claim got is polled, though the top-up failed"
+        with store.engine.connect() as connection:
+            mine = connection.execute(
+                text("SELECT name FROM sources WHERE lease_owner IS NOT NULL AND lease_owner != 'rival'")
+            ).scalars()
+            assert not list(mine), "no source stays leased to this worker"
+    finally:
+        store.close()
 
 
 def test_an_item_the_database_refuses_fails_its_source_only(store: Store) -> None:
