@@ -39,7 +39,6 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     Update,
-    and_,
     bindparam,
     create_engine,
     event,
@@ -880,13 +879,11 @@ class Store:
 
     def mark_published(self, pending: Iterable[PendingItem]) -> None:
         """Remember what was written, unless the item changed again meanwhile."""
+        rows = [{"b_item_id": entry.item.id, "b_revision": entry.revision} for entry in pending]
+        if not rows:
+            return
         with self._begin() as conn:
-            for entry in pending:
-                conn.execute(
-                    update(items_table)
-                    .where(and_(items_table.c.id == entry.item.id, items_table.c.revision == entry.revision))
-                    .values(published_revision=entry.revision)
-                )
+            conn.execute(_MARK_PUBLISHED, rows)  # one executemany: a statement built per item cost 5 s of 75
 
     def iter_items(self, batch_size: int = 500) -> Iterator[StoredItem]:
         """Every item, newest first, in batches so memory stays flat."""
@@ -1161,6 +1158,11 @@ _NEXT_REVISION = (
     update(items_table)
     .where(items_table.c.id == bindparam("b_item_id"))
     .values(revision=items_table.c.revision + 1)
+)
+_MARK_PUBLISHED = (
+    update(items_table)
+    .where(items_table.c.id == bindparam("b_item_id"), items_table.c.revision == bindparam("b_revision"))
+    .values(published_revision=bindparam("b_revision"))
 )
 _TAKEN_POST_PATHS = select(items_table.c.post_path).where(
     items_table.c.post_path.in_(bindparam("paths", expanding=True))
