@@ -65,7 +65,7 @@ from .models import (
 )
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-SCHEMA_HEAD = "0002"  # the newest migration's revision; a test checks it against Alembic's head
+SCHEMA_HEAD = "0003"  # the newest migration's revision; a test checks it against Alembic's head
 T = TypeVar("T")
 _MIGRATION_LOCK_ID = 7_402_314_159  # pg_advisory_xact_lock key: one migrator at a time
 _PUBLISH_LOCK_ID = 7_402_314_160  # pg_advisory_lock key: one publisher at a time
