@@ -869,11 +869,7 @@ class Store:
     def pending(self) -> list[PendingItem]:
         """Items changed since they were last published, newest first."""
         with self._begin() as conn:
-            rows = conn.execute(
-                select(items_table)
-                .where(items_table.c.revision != items_table.c.published_revision)
-                .order_by(items_table.c.published_at.desc(), items_table.c.id.desc())
-            ).all()
+            rows = conn.execute(_PENDING).all()
             items = self._hydrate(conn, rows)
         return [PendingItem(item=item, revision=row.revision) for item, row in zip(items, rows, strict=True)]
 
@@ -1169,6 +1165,18 @@ _TAKEN_POST_PATHS = select(items_table.c.post_path).where(
 )
 
 _NEWEST_FIRST = (items_table.c.published_at.desc(), items_table.c.id.desc())
+# The items waiting to be published, found through ix_items_pending (a partial index of their ids
+# alone) rather than by scanning the archive in listing order, which is what SQLite chooses for
+# the plain WHERE ... ORDER BY.
+_PENDING = (
+    select(items_table)
+    .where(
+        items_table.c.id.in_(
+            select(items_table.c.id).where(items_table.c.revision != items_table.c.published_revision)
+        )
+    )
+    .order_by(*_NEWEST_FIRST)
+)
 
 
 def _in_listing(query: Any, kind: str, key: str) -> Any:

@@ -1,9 +1,10 @@
-"""A partial index of the items not yet published, in listing order, for every publish to read.
+"""A partial index of the ids of the items not yet published, for every publish to find them.
 
 ix_items_unpublished (revision, published_revision) served no query: finding the items with
 `revision != published_revision` scanned the whole table in ix_items_published's order, on
-every publish after a poll (0.11 s at 52,000 items, growing with the archive; 0.024 s with
-this index, which holds only what is waiting to be published).
+every publish after a poll (64 ms for 524 of 52,000 items, growing with the archive; 3 ms
+through this index, which holds only the items waiting). It is keyed by id, so new items are
+appended to it, as they were to the index it replaces.
 
 Revision ID: 0003
 Revises: 0002
@@ -28,7 +29,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_items_pending",
         "items",
-        ["published_at", "id"],
+        ["id"],
         sqlite_where=_PENDING,
         postgresql_where=_PENDING,
     )
