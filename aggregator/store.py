@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     Column,
+    ColumnElement,
     DateTime,
     Dialect,
     Engine,
@@ -549,7 +550,6 @@ class Store:
         owner: str,
         lease: timedelta,
         due_only: bool = True,
-        limit: int | None = None,
     ) -> dict[str, SourceState]:
         """Lease sources to this worker so that no other worker polls them meanwhile.
 
@@ -558,18 +558,14 @@ class Store:
         exactly one worker. A worker that dies keeps its lease until it
         expires, then the source is due again for everyone. Disabled sources
         are never claimed; `due_only=False` (a forced poll) ignores the schedule
-        but still respects other workers' leases. At most `limit`, in
-        claimable()'s order; returns each claimed source's state, in the order
-        of `names`.
+        but still respects other workers' leases. Returns each claimed source's
+        state, in the order of `names`.
         """
         with self._begin() as conn:
             claimed = conn.execute(
                 _CLAIM[conn.dialect.name == "postgresql", due_only],
-                {
-                    "names": list(names), "now": now, "limit": len(names) if limit is None else limit,
-                    "owner": owner, "lease_until": now + lease,
-                },
-            )  # fmt: skip
+                {"names": list(names), "now": now, "owner": owner, "lease_until": now + lease},
+            )
             got = {row.name: _state_of(row) for row in claimed}
         return {name: got[name] for name in names if name in got}
 
@@ -1089,27 +1085,33 @@ _RECORD_POLL = {
 _RECORD_UNCHANGED = _record_poll_statement(failed=False, with_feed=False)  # 304s, a batch at a time
 
 
+def _claimable_where(due_only: bool) -> list[ColumnElement[bool]]:
+    """What makes a source claimable at :now: enabled, not leased, and (when `due_only`) due."""
+    table = sources_table
+    now = bindparam("now", type_=UTCDateTime)
+    conditions: list[ColumnElement[bool]] = [
+        table.c.disabled_reason.is_(None),
+        table.c.lease_until.is_(None) | (table.c.lease_until <= now),
+    ]
+    if due_only:
+        conditions.append(table.c.next_check_at.is_(None) | (table.c.next_check_at <= now))
+    return conditions
+
+
 def _claimable_statement(due_only: bool) -> Select[tuple[str]]:
     """Sources a worker may lease at :now, in claim order (see Store.claimable)."""
     table = sources_table
-    statement = select(table.c.name).where(
-        table.c.disabled_reason.is_(None),
-        table.c.lease_until.is_(None) | (table.c.lease_until <= bindparam("now", type_=UTCDateTime)),
+    return (
+        select(table.c.name)
+        .where(*_claimable_where(due_only))
+        .order_by(table.c.next_check_at.is_not(None), table.c.next_check_at, table.c.id)
     )
-    if due_only:
-        statement = statement.where(
-            table.c.next_check_at.is_(None) | (table.c.next_check_at <= bindparam("now", type_=UTCDateTime))
-        )
-    return statement.order_by(table.c.next_check_at.is_not(None), table.c.next_check_at, table.c.id)
 
 
 def _claim_statement(postgresql: bool, due_only: bool) -> Update:
-    """Lease :names (at most :limit, in claim order) to :owner until :lease_until (see Store.claim)."""
-    candidates = (
-        _claimable_statement(due_only)
-        .with_only_columns(sources_table.c.id)
-        .where(sources_table.c.name.in_(bindparam("names", expanding=True)))
-        .limit(bindparam("limit"))
+    """Lease those of :names still claimable to :owner until :lease_until (see Store.claim)."""
+    candidates = select(sources_table.c.id).where(
+        *_claimable_where(due_only), sources_table.c.name.in_(bindparam("names", expanding=True))
     )
     if postgresql:
         candidates = candidates.with_for_update(skip_locked=True)

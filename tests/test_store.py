@@ -237,7 +237,7 @@ def test_schedule_errors_and_status(store: Store) -> None:
 
 def test_a_claimed_source_is_nobody_elses_until_recorded_or_expired(store: Store) -> None:
     lease = timedelta(minutes=5)
-    assert list(store.claim(["wire", "mirror"], NOW, owner="a", lease=lease, limit=1)) == ["wire"]
+    assert list(store.claim(["wire"], NOW, owner="a", lease=lease)) == ["wire"]
     assert list(store.claim(["wire", "mirror"], NOW, owner="b", lease=lease)) == ["mirror"]
     assert list(store.claim(["wire", "mirror"], NOW, owner="c", lease=lease, due_only=False)) == []
     _save(store, WIRE, _item("One", "https://news.example.com/1"))  # recording ends the lease
