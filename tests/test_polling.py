@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import text
@@ -306,6 +306,20 @@ def test_connections_are_kept_alive_across_sources_and_unchanged_polls_but_cooki
     assert cookies == [None] * 20, "a cookie one source set is never sent to another"
 
 
+S = TypeVar("S", bound=Store)
+
+
+def _misbehaving(store_class: type[S], path: Path) -> S:
+    """A real store of a class that misbehaves on purpose, on a fresh SQLite file."""
+    store = store_class(create_store_engine(f"sqlite:///{path}"))
+    upgrade_schema(store.engine)
+    return store
+
+
+def _serve_feed(request: BaseHTTPRequestHandler) -> None:
+    respond(request, 200, FEED, RSS)
+
+
 class _StoreThatGoesAway(Store):
     """A real store whose database becomes unreachable after the first claim of a tick."""
 
@@ -318,27 +332,30 @@ class _StoreThatGoesAway(Store):
         return super().claim(*args, **kwargs)
 
 
-def test_a_database_gone_mid_tick_leaves_no_session_thread_behind(tmp_path: Path) -> None:
-    def handle(request: BaseHTTPRequestHandler) -> None:
-        respond(request, 200, FEED, RSS)
-
-    store = _StoreThatGoesAway(create_store_engine(f"sqlite:///{tmp_path / 'gone.db'}"))
-    upgrade_schema(store.engine)
+def _poll_until_the_store_fails(store: Store, count: int) -> tuple[list[SourceConfig], list[str], list[str]]:
+    """Poll `count` sources until the store raises: (the sources, those recorded, those still ours)."""
     try:
-        with _serving(handle) as server:
-            sources = [_source(f"s{n}", server.url(f"/{n}")) for n in range(12)]
+        with _serving(_serve_feed) as server:
+            sources = [_source(f"s{n:02d}", server.url(f"/{n:02d}")) for n in range(count)]
             with pytest.raises(StoreError):
                 _poll(store, *sources, workers=2, per_host=2)
-        # The batch fetched before the failing claim is recorded, and its leases end with it.
         polled = [row.name for row in store.status() if row.last_polled_at is not None]
-        assert len(polled) == claim_size(Polling(workers=2), sources), "the batch fetched before the failure"
         with store.engine.connect() as connection:
             leased = connection.execute(
-                text("SELECT name FROM sources WHERE lease_owner IS NOT NULL")
+                text("SELECT name FROM sources WHERE lease_owner IS NOT NULL AND lease_owner != 'rival'")
             ).scalars()
-            assert not set(leased) & set(polled)
+            return sources, polled, list(leased)
     finally:
         store.close()
+
+
+def test_a_database_gone_mid_tick_leaves_no_session_thread_behind(tmp_path: Path) -> None:
+    sources, polled, leased = _poll_until_the_store_fails(
+        _misbehaving(_StoreThatGoesAway, tmp_path / "gone.db"), 12
+    )
+    # The batch fetched before the failing claim is recorded, and its leases end with it.
+    assert len(polled) == claim_size(Polling(workers=2), sources), "the batch fetched before the failure"
+    assert not set(leased) & set(polled)
     deadline = time.monotonic() + 2
     while any(thread.name == "fetch-deadline" for thread in threading.enumerate()):
         assert time.monotonic() < deadline, "the sessions' watchdog threads outlived the tick"
@@ -367,9 +384,8 @@ def test_a_batch_another_worker_takes_part_of_is_filled_from_the_rest_and_none_i
         hits.append(request.path)
         respond(request, 200, FEED, RSS)
 
-    store = _StoreWithARival(create_store_engine(f"sqlite:///{tmp_path / 'rival.db'}"))
+    store = _misbehaving(_StoreWithARival, tmp_path / "rival.db")
     store.stolen, store.claims = [], []
-    upgrade_schema(store.engine)
     try:
         with _serving(handle) as server:
             sources = [_source(f"s{n:02d}", server.url(f"/{n:02d}")) for n in range(24)]
@@ -426,26 +442,11 @@ class _StoreThatFailsToTopUp(Store):
 
 
 def test_sources_claimed_before_a_top_up_fails_are_polled_and_their_leases_end(tmp_path: Path) -> None:
-    def handle(request: BaseHTTPRequestHandler) -> None:
-        respond(request, 200, FEED, RSS)
-
-    store = _StoreThatFailsToTopUp(create_store_engine(f"sqlite:///{tmp_path / 'topup.db'}"))
-    upgrade_schema(store.engine)
-    try:
-        with _serving(handle) as server:
-            sources = [_source(f"s{n:02d}", server.url(f"/{n:02d}")) for n in range(24)]
-            with pytest.raises(StoreError):
-                _poll(store, *sources, workers=2, per_host=2)
-        ours = [source.name for source in sources[: claim_size(Polling(workers=2), sources)]][::2]
-        polled = [row.name for row in store.status() if row.last_polled_at is not None]
-        assert polled == ours, "the half the first claim got is polled, though the top-up failed"
-        with store.engine.connect() as connection:
-            mine = connection.execute(
-                text("SELECT name FROM sources WHERE lease_owner IS NOT NULL AND lease_owner != 'rival'")
-            ).scalars()
-            assert not list(mine), "no source stays leased to this worker"
-    finally:
-        store.close()
+    store = _misbehaving(_StoreThatFailsToTopUp, tmp_path / "topup.db")
+    sources, polled, leased = _poll_until_the_store_fails(store, 24)
+    ours = [source.name for source in sources[: claim_size(Polling(workers=2), sources)]][::2]
+    assert polled == ours, "the half the first claim got is polled, though the top-up failed"
+    assert not leased, "no source stays leased to this worker"
 
 
 def test_an_item_the_database_refuses_fails_its_source_only(store: Store) -> None:
