@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -96,8 +97,41 @@ def _render_item(writer: _Writer, config: Config, item: StoredItem) -> None:
         writer.put(path, text)
 
 
+class _RecentItems:
+    """Items loaded for this publish, the most recently used few thousand kept.
+
+    A listing's front page, its newest numbered page and its feed show mostly
+    the same items, and home shows the newest of every category and tag: after
+    a poll, loading each again for every page cost a quarter of the publish.
+    """
+
+    def __init__(self, store: Store, keep: int = 5000) -> None:
+        self._store = store
+        self._keep = keep
+        self._items: OrderedDict[int, StoredItem] = OrderedDict()
+
+    def by_id(self, ids: Sequence[int]) -> list[StoredItem]:
+        """These items, in the order given (as Store.items_by_id)."""
+        missing = [item_id for item_id in ids if item_id not in self._items]
+        for item in self._store.items_by_id(missing) if missing else ():
+            self._items[item.id] = item
+        found = []
+        for item_id in ids:
+            if item_id in self._items:
+                self._items.move_to_end(item_id)
+                found.append(self._items[item_id])
+        while len(self._items) > self._keep:
+            self._items.popitem(last=False)
+        return found
+
+
 def _render_listing(
-    writer: _Writer, config: Config, store: Store, listing: Listing, changed: set[int] | None
+    writer: _Writer,
+    config: Config,
+    items: _RecentItems,
+    store: Store,
+    listing: Listing,
+    changed: set[int] | None,
 ) -> None:
     """A listing's output feed, front page and the numbered pages that `changed` items touch (None: all).
 
@@ -119,10 +153,10 @@ def _render_listing(
             # A new numbered page also changes the "newer" link of the one before it.
             first = max(1, min([*touched, pages - 1]))
         for number in [None, *range(first, pages + 1)]:
-            window = store.items_by_id(ids[page_window(total, per_page, number)])
+            window = items.by_id(ids[page_window(total, per_page, number)])
             path, html = render_index_page(site, listing, window, number=number, total=total)
             writer.put(path, html)
-    writer.put(listing.feed_path, render_atom(site, listing, store.items_by_id(ids[: site.items_per_feed])))
+    writer.put(listing.feed_path, render_atom(site, listing, items.by_id(ids[: site.items_per_feed])))
 
 
 def _listings_of(site: SiteConfig, items: Iterable[StoredItem]) -> list[Listing]:
@@ -164,10 +198,11 @@ def publish(store: Store, config: Config, *, full: bool = False) -> PublishResul
                 ):
                     failed.add(entry.item.id)
             listings = _listings_of(config.site, (entry.item for entry in pending)) if pending else []
+        recent = _RecentItems(store)
         for listing in listings:
             writer.render(
                 f"the {listing.kind} listing {listing.key!r}",
-                partial(_render_listing, writer, config, store, listing, changed),
+                partial(_render_listing, writer, config, recent, store, listing, changed),
             )
         store.mark_published(entry for entry in pending if entry.item.id not in failed)
     result = PublishResult(

@@ -906,10 +906,7 @@ class Store:
         rows: dict[int, Any] = {}
         with self._begin() as conn:
             for chunk in _chunks(ids, 500):
-                rows |= {
-                    row.id: row
-                    for row in conn.execute(select(items_table).where(items_table.c.id.in_(chunk)))
-                }
+                rows |= {row.id: row for row in conn.execute(_ITEMS_BY_ID, {"ids": chunk})}
             return self._hydrate(conn, [rows[item_id] for item_id in ids if item_id in rows])
 
     def labels(self) -> dict[str, list[str]]:
@@ -1157,6 +1154,7 @@ _NEXT_REVISION = (
     .where(items_table.c.id == bindparam("b_item_id"))
     .values(revision=items_table.c.revision + 1)
 )
+_ITEMS_BY_ID = select(items_table).where(items_table.c.id.in_(bindparam("ids", expanding=True)))
 _MARK_PUBLISHED = (
     update(items_table)
     .where(items_table.c.id == bindparam("b_item_id"), items_table.c.revision == bindparam("b_revision"))

@@ -202,6 +202,17 @@ def test_the_items_waiting_to_be_published_are_read_from_an_index_of_them_alone(
     assert "ix_items_pending" in plan, plan
 
 
+def test_a_publish_reuses_the_items_it_loaded_and_still_shows_each_page_its_own(store: Store) -> None:
+    from aggregator.publish import _RecentItems
+
+    _save(store, WIRE, *(_item(f"Story {n}", f"https://news.example.com/{n}") for n in range(4)))
+    ids = [item.id for item in _listing(store, "home", "")]
+    recent = _RecentItems(store, keep=2)
+    for window in ([ids[0], ids[1]], [ids[1], ids[2]], [ids[3], 10**9, ids[0]], ids[::-1], ids):
+        expected = [item.title for item in store.items_by_id(window)]
+        assert [item.title for item in recent.by_id(window)] == expected, window
+
+
 def test_mark_published_does_not_hide_a_change_made_meanwhile(store: Store) -> None:
     _save(store, WIRE, _item("One", "https://news.example.com/1"))
     pending = store.pending()
