@@ -1154,17 +1154,18 @@ _NEXT_REVISION = (
     .where(items_table.c.id == bindparam("b_item_id"))
     .values(revision=items_table.c.revision + 1)
 )
+_TAKEN_POST_PATHS = select(items_table.c.post_path).where(
+    items_table.c.post_path.in_(bindparam("paths", expanding=True))
+)
+
+# Statements of publishing, built once.
+_NEWEST_FIRST = (items_table.c.published_at.desc(), items_table.c.id.desc())
 _ITEMS_BY_ID = select(items_table).where(items_table.c.id.in_(bindparam("ids", expanding=True)))
 _MARK_PUBLISHED = (
     update(items_table)
     .where(items_table.c.id == bindparam("b_item_id"), items_table.c.revision == bindparam("b_revision"))
     .values(published_revision=bindparam("b_revision"))
 )
-_TAKEN_POST_PATHS = select(items_table.c.post_path).where(
-    items_table.c.post_path.in_(bindparam("paths", expanding=True))
-)
-
-_NEWEST_FIRST = (items_table.c.published_at.desc(), items_table.c.id.desc())
 # The items waiting to be published, found through ix_items_pending (a partial index of their ids
 # alone) rather than by scanning the archive in listing order, which is what SQLite chooses for
 # the plain WHERE ... ORDER BY.
