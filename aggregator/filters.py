@@ -77,6 +77,18 @@ class SourceFilters:
         included = not self.include or any(rule.matches(item) for rule in self.include)
         return included and not any(rule.matches(item) for rule in self.exclude)
 
+    def description(self) -> str:
+        """The rules as configured, in full (a pattern's repr stops at 200 characters)."""
+        patterns = [
+            [(rule.pattern.pattern, rule.pattern.flags, rule.fields) for rule in rules]
+            for rules in (self.include, self.exclude)
+        ]
+        rewrites = [
+            (rule.pattern.pattern, rule.pattern.flags, rule.replace) if rule.pattern else rule.remove_text
+            for rule in self.rewrite
+        ]
+        return repr((patterns, rewrites))
+
 
 @dataclass(frozen=True, slots=True)
 class FilterOutcome:

@@ -144,6 +144,27 @@ class SourceState:
     disabled_reason: str | None = None
     moved_to: str | None = None  # a permanent redirect target seen on the last polls
     moved_count: int = 0  # on how many polls in a row
+    # The digests of the entries of the last body stored (ENTRY_DIGEST_SIZE bytes each, in body order).
+    entry_digests: bytes | None = None
+
+
+ENTRY_DIGEST_SIZE = 16  # bytes of BLAKE2b per entry: a collision would hide one changed entry
+
+
+@dataclass(frozen=True, slots=True)
+class KnownEntries:
+    """The entries a source's last stored body held, so that a new body builds only its new entries.
+
+    Most polls that bring a changed body add an item or two to entries read
+    before; an entry whose digest is known was stored as it is and is not
+    built or stored again. The digest covers the entry's raw fields, the
+    parse settings and `context`: whatever else shapes what the store keeps
+    of an entry (the source's settings, the program's version), so a change
+    there makes every entry new once.
+    """
+
+    context: bytes
+    digests: bytes = b""  # ENTRY_DIGEST_SIZE bytes each; empty on a source's first body
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +261,10 @@ class ParsedFeed:
     link: str | None  # the publisher's site
     items: tuple[Item, ...]
     ttl: timedelta | None = None  # how often the publisher says it changes (<ttl>, sy:updatePeriod)
+    # Read with KnownEntries: the digests of every entry of this body, to know them next time,
+    # and how many entries were left out of `items` because they were known.
+    entry_digests: bytes | None = None
+    unchanged: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,7 @@ rendered. So summary and content keep the publisher's relative URLs.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import io
 import re
@@ -66,14 +67,18 @@ from lxml import etree  # type: ignore[import-untyped]
 from aggregator.charset import to_utf8
 from aggregator.dating import zone_abbreviation_date
 from aggregator.errors import ParseError
-from aggregator.models import Item, ParsedFeed
+from aggregator.models import ENTRY_DIGEST_SIZE, Item, KnownEntries, ParsedFeed
 from aggregator.text import plain_text, shorten, xml_safe
-from aggregator.urls import item_key
+from aggregator.urls import HASH_KEY_PREFIX, item_key
 
 # A feedparser dictionary (FeedParserDict). Read it only through _text and
 # _children, which use dict.get: FeedParserDict.get maps aliases and, for
 # "updated", falls back to "published" with a DeprecationWarning.
 _Node = dict[str, Any]
+
+# Part of every entry digest (KnownEntries): raise it when the same raw entry would now make a
+# different Item, so that every source's entries are built again once.
+_ENTRY_FORMAT = 1
 
 _QUOTED = rb"\"[^\"]*+\"|'[^']*+'"
 # <!DOCTYPE ...> with its internal subset: quoted strings, comments and
@@ -109,20 +114,22 @@ def parse_feed(
     timezone: str,
     keep_source_tags: bool,
     encoding: str | None = None,
+    known: KnownEntries | None = None,
 ) -> ParsedFeed:
     """Read one fetched RSS/Atom body.
 
     `url` is the final URL the body came from (the base of relative links);
     `timezone` names the IANA zone of dates written without a UTC offset.
     Raises ParseError when the body holds no feed at all; a feed that is
-    merely ill-formed (bozo) but readable is accepted.
+    merely ill-formed (bozo) but readable is accepted. With `known`, entries
+    read before are left out of the items and every entry's digest is given back.
 
     The lxml reader handles the common well-formed RSS/Atom shapes; whatever
     it does not fully understand goes to feedparser, the reference reader.
     """
     utf8 = _prepared(body, headers, encoding)
     raw = _read_with_lxml(utf8) or _read_with_feedparser(utf8)
-    return _build(raw, url, source, ZoneInfo(timezone), keep_source_tags)
+    return _build(raw, url, source, ZoneInfo(timezone), keep_source_tags, known)
 
 
 def _prepared(body: bytes, headers: Mapping[str, str], encoding: str | None = None) -> bytes:
@@ -183,15 +190,70 @@ class _RawFeed:
     entries: list[_RawEntry] = field(default_factory=list)
 
 
-def _build(raw: _RawFeed, url: str, source: str, zone: ZoneInfo, keep_source_tags: bool) -> ParsedFeed:
+def _build(
+    raw: _RawFeed,
+    url: str,
+    source: str,
+    zone: ZoneInfo,
+    keep_source_tags: bool,
+    known: KnownEntries | None = None,
+) -> ParsedFeed:
     """The one place where raw fields become a ParsedFeed and its Items."""
-    items = (_item(entry, url, source, zone, keep_source_tags) for entry in raw.entries)
+    title = xml_safe(_plain_text(raw.title, raw.title_type)) or urlsplit(url).hostname or url
+    link = _alternate_url(raw.links, url)
+    if known is None:
+        items = (_item(entry, url, source, zone, keep_source_tags) for entry in raw.entries)
+        built = tuple(item for item in items if item is not None)
+        return ParsedFeed(title=title, link=link, items=built, ttl=_update_hint(raw))
+    new, digests, unchanged = _new_items(raw.entries, known, url, source, zone, keep_source_tags)
     return ParsedFeed(
-        title=xml_safe(_plain_text(raw.title, raw.title_type)) or urlsplit(url).hostname or url,
-        link=_alternate_url(raw.links, url),
-        items=tuple(item for item in items if item is not None),
-        ttl=_update_hint(raw),
+        title=title, link=link, items=new, ttl=_update_hint(raw), entry_digests=digests, unchanged=unchanged
     )
+
+
+def _new_items(
+    entries: list[_RawEntry],
+    known: KnownEntries,
+    url: str,
+    source: str,
+    zone: ZoneInfo,
+    keep_source_tags: bool,
+) -> tuple[tuple[Item, ...], bytes, int]:
+    """(the items of the entries not known, the digests to know next time, how many entries were known).
+
+    Exact: the store keeps the first entry of a url key and ignores the
+    others, so an entry that comes after another with its key (known or
+    not) is neither an item nor remembered, and a known entry is known only
+    while it comes first (its key is read without building it).
+    """
+    size = ENTRY_DIGEST_SIZE
+    seen = {known.digests[start : start + size] for start in range(0, len(known.digests), size)}
+    settings = repr((_ENTRY_FORMAT, url, source, zone.key, keep_source_tags)).encode()
+    seed = hashlib.blake2b(known.context + b"\x00" + settings, digest_size=size)
+    digests: list[bytes] = []
+    items: list[Item] = []
+    keys: set[str] = set()  # of the entries so far
+    known_count = 0
+    for entry in entries:
+        hasher = seed.copy()
+        hasher.update(repr(entry).encode("utf-8", "surrogatepass"))
+        digest = hasher.digest()
+        if digest in seen:
+            key = _key_of(entry, url, source, zone, keep_source_tags)
+            item = None
+        else:
+            item = _item(entry, url, source, zone, keep_source_tags)
+            key = item.url_key if item is not None else None
+        if key is not None:
+            if key in keys:
+                continue  # a later entry of a key: the store ignores it
+            keys.add(key)
+        digests.append(digest)
+        if item is not None:
+            items.append(item)
+        elif digest in seen:
+            known_count += 1
+    return tuple(items), b"".join(digests), known_count
 
 
 # scrape.py fills the same raw fields from HTML and JSON listings, so that their
@@ -732,10 +794,25 @@ def _strip_doctype(xml: bytes) -> bytes:
 _UNTITLED_LENGTH = 80
 
 
+def _key_of(entry: _RawEntry, base: str, source: str, zone: ZoneInfo, keep_source_tags: bool) -> str | None:
+    """The url key _item gives `entry`, without building the item when its link or guid makes the key."""
+    url, guid = _identity(entry, base)
+    if url or guid:
+        key = item_key(url, guid, "", "", source=source)
+        if not key.startswith(HASH_KEY_PREFIX):  # made from the link or guid alone
+            return key
+    item = _item(entry, base, source, zone, keep_source_tags)
+    return item.url_key if item is not None else None
+
+
+def _identity(entry: _RawEntry, base: str) -> tuple[str | None, str | None]:
+    """(link, guid) of an entry, as its Item has them."""
+    return _entry_url(entry, base), xml_safe(entry.id).strip() or None
+
+
 def _item(entry: _RawEntry, base: str, source: str, zone: ZoneInfo, keep_source_tags: bool) -> Item | None:
     """One entry as an Item; None when it has nothing to show."""
-    url = _entry_url(entry, base)
-    guid = xml_safe(entry.id).strip() or None
+    url, guid = _identity(entry, base)
     title = xml_safe(_plain_text(entry.title, entry.title_type))
     summary = xml_safe(entry.summary)
     content = xml_safe(_content(entry))

@@ -33,6 +33,7 @@ from sqlalchemy import (
     Engine,
     ForeignKey,
     Integer,
+    LargeBinary,
     MetaData,
     Select,
     String,
@@ -66,7 +67,7 @@ from .models import (
 )
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-SCHEMA_HEAD = "0003"  # the newest migration's revision; a test checks it against Alembic's head
+SCHEMA_HEAD = "0004"  # the newest migration's revision; a test checks it against Alembic's head
 T = TypeVar("T")
 _MIGRATION_LOCK_ID = 7_402_314_159  # pg_advisory_xact_lock key: one migrator at a time
 _PUBLISH_LOCK_ID = 7_402_314_160  # pg_advisory_lock key: one publisher at a time
@@ -121,6 +122,7 @@ sources_table = Table(
     Column("error_count", Integer, nullable=False, server_default="0"),
     Column("next_check_at", UTCDateTime),
     Column("body_hash", String(64)),  # for publishers that ignore validators
+    Column("entry_digests", LargeBinary),  # of the last body stored's entries: see KnownEntries
     Column("moved_to", Text),  # a permanent redirect seen on recent polls, not yet adopted
     Column("moved_count", Integer, nullable=False, server_default="0"),
     Column("disabled_reason", Text),  # set by 410 Gone; the source is not polled until enabled
@@ -200,6 +202,7 @@ class PollRecord:
     moved_to: str | None = None
     moved_count: int = 0
     disabled_reason: str | None = None
+    entry_digests: bytes | None = None  # stored with a feed's items (ParsedFeed.entry_digests)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +216,7 @@ class PendingItem:
 _STATE_COLUMNS = tuple(
     sources_table.c[name]
     for name in ("name", "url", "etag", "last_modified", "body_hash", "next_check_at", "error_count",
-                 "last_error", "disabled_reason", "moved_to", "moved_count")
+                 "last_error", "disabled_reason", "moved_to", "moved_count", "entry_digests")
 )  # fmt: skip
 
 
@@ -229,6 +232,7 @@ def _state_of(row: Any) -> SourceState:
         disabled_reason=row.disabled_reason,
         moved_to=row.moved_to,
         moved_count=row.moved_count,
+        entry_digests=row.entry_digests,
     )
 
 
@@ -627,7 +631,7 @@ class Store:
         source_id = conn.execute(statement, parameters).scalar_one()
         if feed is not None and feed.items:
             new, updated = self._merge_items(conn, source, source_id, feed.items, poll.polled_at)
-        return SaveResult(new=new, updated=updated, seen=len(feed.items) if feed is not None else 0)
+        return SaveResult(new=new, updated=updated, seen=len(feed.items) + feed.unchanged if feed else 0)
 
     def new_and_changed(self, source: SourceConfig, items: Sequence[Item]) -> tuple[set[str], set[str]]:
         """(url keys of `items` not stored yet, those this source filed and now brings in a new version).
@@ -1048,13 +1052,14 @@ def _poll_parameters(name: str, poll: PollRecord) -> dict[str, Any]:
         "p_etag": poll.etag,
         "p_last_modified": poll.last_modified,
         "p_body_hash": poll.body_hash,
+        "p_entry_digests": poll.entry_digests,
     }
 
 
 def _record_poll_statement(failed: bool, with_feed: bool) -> Any:
     """The UPDATE of a polled source (without RETURNING, for executemany); the lease ends with it.
 
-    Validators are kept on success only, the feed's title with a feed only.
+    Validators are kept on success only, the feed's title and entry digests with a feed only.
     """
     table = sources_table
     values: dict[str, Any] = {
@@ -1069,7 +1074,7 @@ def _record_poll_statement(failed: bool, with_feed: bool) -> Any:
         values |= {"last_error": None, "error_count": 0}
         values |= {name: bindparam(f"p_{name}") for name in ("etag", "last_modified", "body_hash")}
     if with_feed:
-        values |= {"title": bindparam("p_title"), "link": bindparam("p_link")}
+        values |= {name: bindparam(f"p_{name}") for name in ("title", "link", "entry_digests")}
     return update(table).where(table.c.name == bindparam("p_name")).values(**values)
 
 

@@ -30,12 +30,12 @@ from datetime import datetime, timedelta
 from functools import partial
 from urllib.parse import urlsplit
 
-from . import schedule
+from . import __version__, schedule
 from .dating import FUTURE_TOLERANCE, is_future
 from .errors import FetchError, ParseError, StoreError
 from .fetch import SessionPool, fetch
 from .filters import apply_filters, rewrite_articles
-from .models import Fetched, ParsedFeed, SourceConfig, SourceState, UpdateResult
+from .models import Fetched, KnownEntries, ParsedFeed, SourceConfig, SourceState, UpdateResult
 from .store import PollRecord, SaveResult, Store
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ class FeedParsers:
         self._pool: ProcessPoolExecutor | None = None
         self._ready: Future[None] | None = None
 
-    def parse(self, source: SourceConfig, fetched: Fetched) -> ParsedFeed:
+    def parse(self, source: SourceConfig, fetched: Fetched, known: KnownEntries | None = None) -> ParsedFeed:
         from .parse import parse_feed  # imported at the first body: most polls of a day bring none
 
         job = partial(
@@ -108,6 +108,7 @@ class FeedParsers:
             timezone=source.timezone,
             keep_source_tags=source.keep_source_tags,
             encoding=source.encoding,
+            known=known,
         )
         if self._processes < 1 or len(fetched.body) < PARSE_ELSEWHERE_FROM:
             return job()
@@ -225,7 +226,8 @@ def _fetch_and_parse(source: SourceConfig, state: SourceState, pools: _Pools) ->
 def _parse(source: SourceConfig, state: SourceState, fetched: Fetched, pools: _Pools) -> ParsedFeed:
     """An RSS/Atom body, or an html/json listing whose first poll may read older pages (listing.py)."""
     if source.listing is None:
-        return pools.parsers.parse(source, fetched)
+        known = KnownEntries(entry_context(source), state.entry_digests or b"")
+        return pools.parsers.parse(source, fetched, known)
 
     def fetch_page(url: str) -> Fetched:  # a next_page link comes from the page: guarded like an article's
         session = pools.sessions.get(source.fetch, guarded=not source.allow_private)
@@ -235,6 +237,14 @@ def _parse(source: SourceConfig, state: SourceState, fetched: Fetched, pools: _P
     from .listing import read_listing  # like parse_feed, at the first body that needs it
 
     return read_listing(source, fetched, fetch_page, backfill=state.body_hash is None)
+
+
+def entry_context(source: SourceConfig) -> bytes:
+    """KnownEntries.context: what shapes the stored items of a source's entries besides their fields
+    and the parse settings (this program's version, the source's labels, filters and full_content)."""
+    filters = source.filters.description() if source.filters is not None else None
+    settings = (__version__, source.category, source.tags, source.encoding, filters, source.full_content)
+    return repr(settings).encode("utf-8", "surrogatepass")
 
 
 def _apply_source_filters(source: SourceConfig, feed: ParsedFeed) -> ParsedFeed:
@@ -307,6 +317,7 @@ def poll_record(
         etag=fetched.etag or (state.etag if fetched.not_modified else None),
         last_modified=fetched.last_modified or (state.last_modified if fetched.not_modified else None),
         body_hash=state.body_hash if fetched.not_modified else outcome.body_hash,
+        entry_digests=outcome.feed.entry_digests if outcome.feed else None,
         moved_to=moved_to,
         moved_count=moved_count,
     )

@@ -156,7 +156,10 @@ def item_key(link: str | None, guid: str | None, title: str, content: str, *, so
     if guid:
         return _bounded(_url_key_or_none(guid) or f"guid:{source}:{guid}")
     digest = hashlib.sha256(f"{source}\n{title}\n{content}".encode()).hexdigest()
-    return f"hash:{digest}"
+    return f"{HASH_KEY_PREFIX}{digest}"
+
+
+HASH_KEY_PREFIX = "hash:"  # the key of an item with neither link nor guid: a hash of its text
 
 
 MAX_KEY_BYTES = 1000  # PostgreSQL's btree refuses index entries over ~2.7 kB; real URLs stay far below

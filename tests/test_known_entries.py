@@ -1,0 +1,204 @@
+"""A changed body builds and stores only the entries not read before, and the archive is the same.
+
+Most changed bodies repeat the entries of the last one (a feed gains an item or
+two): their digests are kept with the source, and those entries are neither
+built nor stored again. Each poll here is also made by a reference store whose
+digests are cleared before every poll, so it reads every entry as before: the
+two archives must match row for row, through new entries at either end, a
+changed entry, an entry without link or guid, two entries with one link
+(the first files it) and a change of the source's settings.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+
+from aggregator.models import FetchPolicy, KnownEntries, ParsedFeed, SourceConfig
+from aggregator.parse import parse_feed
+from aggregator.store import (
+    PollRecord,
+    SaveResult,
+    Store,
+    create_store_engine,
+    item_labels_table,
+    item_sources_table,
+    items_table,
+    sources_table,
+    upgrade_schema,
+)
+from aggregator.update import Polling, entry_context, update_sources
+from tests.httpserver import LoopbackServer, respond
+from tests.sample_feeds import Article, atom, rss2
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+RSS = {"Content-Type": "application/rss+xml"}
+SITE = "https://news.example.com/"
+
+
+def _article(name: str, title: str | None = None, day: int = 1) -> Article:
+    return Article(
+        title or f"Article {name}",
+        f"{SITE}{name}" if name else "",
+        f"Mon, {day:02d} Mar 2022 10:55:11 +0800",
+        summary=f"Summary of {title or name}",
+        content=f"<p>Body of {title or name}</p>",
+    )
+
+
+A, B, C, D, E = (_article(name, day=day) for day, name in enumerate("abcde", start=1))
+A2 = _article("a", "Article a, corrected", day=1)
+B_TWICE = _article("b", "Article b told again", day=9)  # the same link as B
+UNLINKED = Article("A brief with neither link nor guid", "", "Mon, 07 Mar 2022 08:00:00 +0800")
+F = _article("f", day=6)
+
+# (articles served, the source's tags, items the store is given) for each poll in turn
+POLLS: list[tuple[list[Article], tuple[str, ...], int]] = [
+    ([A, B, C], (), 3),  # first body: every entry
+    ([D, A, B, C], (), 1),  # a new entry first: only it
+    ([D, A2, B, C, E], (), 2),  # one entry changed, a new one last
+    ([D, A2, B_TWICE, B, C, E], (), 1),  # a new entry with B's link comes first: it files the link
+    ([D, A2, B, C, E], (), 1),  # it is gone: B comes first again, and is read again
+    ([D, A2, B, C, E, UNLINKED], (), 1),  # an entry keyed by its text
+    ([UNLINKED, D, A2, B, C, E], (), 0),  # the same entries in another order: nothing to build
+    ([F, UNLINKED, D, A2, B, C, E], ("markets",), 7),  # new settings: every entry is read once more
+]
+
+
+UNKEYED = tuple(column.name for column in items_table.c if column.name not in ("id", "source_id", "url_key"))
+
+
+class _CountingStore(Store):
+    """A real store that counts the items each poll hands it."""
+
+    given: list[int]
+
+    def record_polls(
+        self, polls: Sequence[tuple[SourceConfig, PollRecord, ParsedFeed | None]]
+    ) -> list[SaveResult]:
+        self.given.append(sum(len(feed.items) for _source, _poll, feed in polls if feed is not None))
+        return super().record_polls(polls)
+
+
+def _source(url: str, tags: tuple[str, ...]) -> SourceConfig:
+    return SourceConfig(
+        name="wire",
+        url=url,
+        category="world",
+        tags=tags,
+        interval=timedelta(minutes=30),
+        timezone="Asia/Shanghai",
+        keep_source_tags=False,
+        fetch=FetchPolicy("aggregator-test/1.0", 2, 2, 5, 1 << 20, 5),
+    )
+
+
+def _at(moment: datetime) -> Callable[[], datetime]:
+    return lambda: moment
+
+
+def _archive(store: Store) -> dict[str, list[tuple[Any, ...]]]:
+    """Every stored row that a poll writes about items, with url keys and names for ids."""
+    item, source = items_table, sources_table
+    unkeyed = [item.c[name] for name in UNKEYED]
+    queries = {
+        "items": select(item.c.url_key, source.c.name, *unkeyed)
+        .select_from(item.outerjoin(source, source.c.id == item.c.source_id))
+        .order_by(item.c.url_key),
+        "links": select(
+            item.c.url_key, source.c.name, item_sources_table.c.added_at, item_sources_table.c.content_hash
+        )
+        .select_from(item_sources_table.join(item).join(source))
+        .order_by(item.c.url_key, source.c.name),
+        "labels": select(
+            item.c.url_key, *(column for column in item_labels_table.c if column.name != "item_id")
+        )
+        .select_from(item_labels_table.join(item))
+        .order_by(item.c.url_key, item_labels_table.c.kind, item_labels_table.c.value),
+    }
+    with store.engine.connect() as conn:
+        return {name: [tuple(row) for row in conn.execute(query)] for name, query in queries.items()}
+
+
+@pytest.fixture
+def stores(database_url: str, tmp_path: Path) -> Iterator[tuple[_CountingStore, Store]]:
+    """The store that skips known entries on SQLite and PostgreSQL; the reference on SQLite."""
+    skipping = _CountingStore(create_store_engine(database_url))
+    upgrade_schema(skipping.engine)
+    reference = Store.open(f"sqlite:///{tmp_path / 'reference.db'}")
+    skipping.given = []
+    yield skipping, reference
+    skipping.close()
+    reference.close()
+
+
+def test_a_changed_body_stores_only_its_new_entries_and_the_archive_is_as_if_read_whole(
+    stores: tuple[_CountingStore, Store],
+) -> None:
+    skipping, reference = stores
+    served: dict[str, bytes] = {}
+
+    def handle(request: BaseHTTPRequestHandler) -> None:
+        respond(request, 200, served["body"], RSS)
+
+    with LoopbackServer(handle) as server:
+        for number, (articles, tags, given) in enumerate(POLLS):
+            served["body"] = rss2("Wire", SITE, articles)
+            source = _source(server.url("/feed"), tags)
+            now = NOW + timedelta(hours=number)
+            for store in (skipping, reference):
+                if store is reference:
+                    with store.engine.begin() as conn:
+                        conn.execute(text("UPDATE sources SET entry_digests = NULL"))
+                store.sync_sources([source])
+                polling = Polling(rng=random.Random(7), workers=1)
+                [result] = update_sources(store, [source], _at(now), polling=polling, due_only=False)
+                assert result.error is None
+                assert result.seen == len({article.link or article.title for article in articles})
+            assert skipping.given[-1] == given, f"poll {number}: items built and stored"
+            assert _archive(skipping) == _archive(reference), f"poll {number}"
+    archive = _archive(skipping)
+    assert {row[0] for row in archive["labels"] if row[2] == "markets"} == {
+        row[0] for row in archive["items"]
+    }, "the new tag reaches every item the source still lists"
+    [b] = [
+        dict(zip(("url_key", "source", *UNKEYED), row, strict=True))
+        for row in archive["items"]
+        if row[0] == f"{SITE}b"
+    ]
+    # Revisions: B; B_TWICE filing the link; B again; the new tag.
+    assert b["title"] == "Article b" and b["revision"] == 4
+
+
+def test_known_entries_are_left_out_and_every_entry_digest_is_given_back() -> None:
+    body = atom("Wire", SITE, [D, A, B, C])
+
+    def parse(known: KnownEntries | None) -> ParsedFeed:
+        return parse_feed(
+            body, {}, url=f"{SITE}feed", source="wire", timezone="UTC", keep_source_tags=False, known=known
+        )
+
+    context = entry_context(_source(f"{SITE}feed", ()))
+    first = parse(KnownEntries(context))
+    assert first.entry_digests is not None and len(first.entry_digests) == 4 * 16
+    assert [item.url for item in first.items] == [f"{SITE}{name}" for name in "dabc"] and first.unchanged == 0
+    assert first.items == parse(None).items
+
+    older = parse_feed(
+        atom("Wire", SITE, [A, B, C]), {}, url=f"{SITE}feed", source="wire", timezone="UTC",
+        keep_source_tags=False, known=KnownEntries(context),
+    )  # fmt: skip
+    again = parse(KnownEntries(context, older.entry_digests or b""))
+    assert [item.url for item in again.items] == [f"{SITE}d"] and again.unchanged == 3
+    assert again.entry_digests == first.entry_digests
+
+    other_settings = entry_context(replace(_source(f"{SITE}feed", ()), category="tech"))
+    assert len(parse(KnownEntries(other_settings, older.entry_digests or b"")).items) == 4
