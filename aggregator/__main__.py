@@ -1,7 +1,5 @@
 """`python -m aggregator` is the same as the `aggregator` command."""
 
-import sys
+from .cli import run
 
-from .cli import main
-
-sys.exit(main())
+run()

@@ -7,6 +7,7 @@ error, 2 bad usage or bad config, 3 database unavailable.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import sys
@@ -76,6 +77,19 @@ def build_parser() -> argparse.ArgumentParser:
     database_commands = database.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     database_commands.add_parser("upgrade", help="apply schema migrations (also done on every start)")
     return parser
+
+
+def run() -> None:
+    """The `aggregator` command (and `python -m aggregator`): main(), then exit.
+
+    Objects still alive are frozen first: at exit the interpreter collects
+    garbage again and again while it tears the modules down, walking every
+    object the program made (0.06 s of a 1 s poll); frozen, they are left
+    to the operating system.
+    """
+    code = main()
+    gc.freeze()
+    sys.exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
