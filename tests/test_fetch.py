@@ -403,6 +403,33 @@ def test_credentials_are_not_forwarded_to_another_host(serve: Serve, session: re
     assert "authorization" not in second.headers
 
 
+def test_a_cookie_set_by_a_redirect_reaches_the_next_hop_but_not_the_next_fetch(
+    serve: Serve, session: requests.Session
+) -> None:
+    """Some publishers set a consent or session cookie on a redirect and check it on the next hop."""
+
+    def handle(request: BaseHTTPRequestHandler) -> None:
+        if request.path == "/feed":
+            request.send_response(302)
+            request.send_header("Location", "/checked")
+            request.send_header("Set-Cookie", "consent=yes; Path=/")
+            request.send_header("Content-Length", "0")
+            request.end_headers()
+        elif request.headers.get("Cookie") == "consent=yes":
+            respond(request, 200, b"<rss/>")
+        else:
+            respond(request, 403, b"no consent")
+
+    server = serve(handle)
+    fetched = fetch(session, server.url("/feed"), POLICY)
+    assert (
+        fetched.status == 200 and fetched.redirects == (302,) and fetched.final_url == server.url("/checked")
+    )
+    with pytest.raises(FetchError, match="HTTP 403"):
+        fetch(session, server.url("/checked"), POLICY)
+    assert [seen.headers.get("cookie") for seen in server.seen] == [None, "consent=yes", None]
+
+
 @pytest.mark.parametrize(
     ("status", "message"),
     [
