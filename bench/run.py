@@ -386,26 +386,64 @@ class Bench:
         lines = result.stdout.strip().splitlines()
         return result, json.loads(lines[-1]) if result.returncode == 0 and lines else {}
 
-    def poll_pair(self, step: str, entries: int) -> None:
-        """One poll of every source by ours, then by reader; both see the same bodies."""
-        for tool in ("ours", "reader"):
-            before = self.server.counts()
-            if tool == "ours":
-                result = self.ours(step, "poll", "--all", "--no-publish", "--workers", str(self.workers))
-                detail: dict[str, Any] = poll_summary(result.stderr)
-            else:
-                result, detail = self.reader(step)
-            figures = {
-                **result.figures(),
-                **detail,
-                **served(before, self.server.counts()),
-                "sources_per_s": round(len(self.farm.sources) / result.wall, 1),
-                "entries_per_s": round(entries / result.wall, 1),
-            }
-            if tool == "ours" and result.returncode == 0:
-                figures["stored_items"] = sqlite_count(self.ours_db, "SELECT count(*) FROM items")
-            self.figures.setdefault(tool, {})[step] = figures
-            progress(f"{tool} {step}: {_brief(figures)}")
+    def poll_pair(self, step: str, entries: int, repeats: int = 1) -> None:
+        """A poll of every source by ours and by reader, both seeing the same bodies.
+
+        With `repeats` > 1 the pair runs that many times, each tool's database
+        put back as it was before the step each time, in the order ours-reader,
+        reader-ours, reader-ours, ours-reader, ...: each tool runs first as
+        often as second, and early runs as often as late ones. The figures are
+        the median run's (by wall); every run is kept under "runs".
+        """
+        saved = [self.save_database(tool) for tool in ("ours", "reader")] if repeats > 1 else []
+        runs: dict[str, list[dict[str, Any]]] = {"ours": [], "reader": []}
+        for repeat in range(repeats):
+            if saved:
+                for database, copies in saved:
+                    restore_database(database, copies)
+                os.sync()  # the copies' writeback happens now, not during a measured run
+            for tool in ("ours", "reader") if repeat % 4 in (0, 3) else ("reader", "ours"):
+                runs[tool].append(self.poll_once(tool, step, entries))
+        for tool, measured in runs.items():
+            by_wall = sorted(measured, key=lambda figures: figures["wall_s"])
+            median = dict(by_wall[(len(by_wall) - 1) // 2])  # one real run's figures (the lower one if even)
+            if repeats > 1:
+                median["runs"] = measured
+                median["peak_rss_mib"] = max(figures["peak_rss_mib"] for figures in measured)
+            self.figures.setdefault(tool, {})[step] = median
+            walls = ", ".join(f"{figures['wall_s']:.3f}" for figures in measured)
+            progress(f"{tool} {step}{f' (median of {repeats} runs: {walls})' if repeats > 1 else ''}: "
+                     f"{_brief(median)}")  # fmt: skip
+        for _database, copies in saved:
+            for copy in copies.values():
+                copy.unlink()
+
+    def poll_once(self, tool: str, step: str, entries: int) -> dict[str, Any]:
+        before = self.server.counts()
+        if tool == "ours":
+            result = self.ours(step, "poll", "--all", "--no-publish", "--workers", str(self.workers))
+            detail: dict[str, Any] = poll_summary(result.stderr)
+        else:
+            result, detail = self.reader(step)
+        figures = {
+            **result.figures(),
+            **detail,
+            **served(before, self.server.counts()),
+            "sources_per_s": round(len(self.farm.sources) / result.wall, 1),
+            "entries_per_s": round(entries / result.wall, 1),
+        }
+        if tool == "ours" and result.returncode == 0:
+            figures["stored_items"] = sqlite_count(self.ours_db, "SELECT count(*) FROM items")
+        return figures
+
+    def save_database(self, tool: str) -> tuple[Path, dict[Path, Path]]:
+        """A tool's SQLite database and copies of its files (the database, its WAL if any)."""
+        database = self.ours_db if tool == "ours" else self.work / "reader.sqlite"
+        copies = {}
+        for path in sorted(database.parent.glob(f"{database.name}*")):
+            copies[path] = path.with_name(f"saved-{path.name}")
+            shutil.copy2(path, copies[path])
+        return database, copies
 
     def full_publish(self) -> None:
         result = self.ours("publish --full", "publish", "--full")
@@ -558,6 +596,14 @@ def peak_rss(figures: dict[str, Any], tool: str) -> float | None:
     return max(values, default=None)
 
 
+def restore_database(database: Path, copies: dict[Path, Path]) -> None:
+    """The database's files as save_database found them, and no others."""
+    for path in database.parent.glob(f"{database.name}*"):
+        path.unlink()
+    for path, copy in copies.items():
+        shutil.copy2(copy, path)
+
+
 def ratios(figures: dict[str, Any]) -> dict[str, float | None]:
     """Ours against reader, each oriented so that above 1 means ours is better, except peak RSS."""
     return {
@@ -700,11 +746,11 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
             }  # fmt: skip
             progress(f"baseline peak RSS (MiB): {bench.figures['baseline_rss_mib']}")
             bench.poll_pair("cold", entries_v0)
-            bench.poll_pair("no_change", 0)
+            bench.poll_pair("no_change", 0, arguments.repeats)
             bench.full_publish()
             server.set_version(farm.churned, 1)
             progress(f"churn: {len(farm.churned)} sources now serve {CHURN_ITEMS} more items each")
-            bench.poll_pair("churn", entries_v1 - entries_v0)
+            bench.poll_pair("churn", entries_v1 - entries_v0, arguments.repeats)
             bench.incremental_publish()
             if arguments.scale_runners > 0:
                 try:
@@ -738,6 +784,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scale-runners", type=int, default=3, help="`run --once` processes on PostgreSQL")
     parser.add_argument(
         "--scale-no-publish", action="store_true", help="scale step with `run --once --no-publish` (quicker)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="runs of the no-change and churn steps, median taken (5)"
     )
     parser.add_argument("--timeout", type=float, default=900, help="seconds allowed per measured step")
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
