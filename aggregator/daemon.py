@@ -15,13 +15,16 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from .config import Config
 from .errors import StoreError
-from .metrics import Metrics, MetricsServer
 from .models import PublishResult, UpdateResult
 from .store import Store
 from .update import FeedParsers, Polling, update_sources
+
+if TYPE_CHECKING:  # imported by the daemon: one-shot commands (`run --once`, `poll`) keep no metrics
+    from .metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -99,11 +102,13 @@ class Daemon:
         publish_after: bool = True,
         metrics_address: tuple[str, int] | None = None,
     ) -> None:
+        from .metrics import Metrics  # with http.server: 15 ms that one-shot commands need not import
+
         self.store = store
         self.config = config
         self.polling = polling
         self.publish_after = publish_after
-        self.metrics = Metrics(started=time.time())
+        self.metrics: Metrics = Metrics(started=time.time())
         self.metrics_address = metrics_address
         self.stop = threading.Event()
         self.parsers = FeedParsers(polling.parse_processes)  # kept from tick to tick; ended by run()
@@ -155,6 +160,8 @@ class Daemon:
         )
         server = None
         if self.metrics_address is not None:
+            from .metrics import MetricsServer
+
             server = MetricsServer(self.metrics, self.healthy, *self.metrics_address)
             server.start()
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
