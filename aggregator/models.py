@@ -153,14 +153,15 @@ ENTRY_DIGEST_SIZE = 16  # bytes of BLAKE2b per entry: a collision would hide one
 
 @dataclass(frozen=True, slots=True)
 class KnownEntries:
-    """The entries a source's last stored body held, so that a new body builds only its new entries.
+    """The entries stored from a source's last body, so that a new body builds only its new entries.
 
     Most polls that bring a changed body add an item or two to entries read
     before; an entry whose digest is known was stored as it is and is not
     built or stored again. The digest covers the entry's raw fields, the
-    parse settings and `context`: whatever else shapes what the store keeps
-    of an entry (the source's settings, the program's version), so a change
-    there makes every entry new once.
+    parse settings, the code that makes items of entries (parse.py) and
+    `context`: whatever else shapes what the store keeps of an entry (the
+    source's settings, the program's version), so a change there makes
+    every entry new once.
     """
 
     context: bytes
@@ -213,6 +214,7 @@ class Item:
     # The source's own content when `content` is the article taken from its page (full_content):
     # the item's version is hashed from it, so a later poll that does not fetch the page sees no change.
     feed_content: str | None = None
+    entry_digest: bytes | None = field(default=None, compare=False)  # of the entry it was built from
     # Computed where the item is built (in a parser process for large feeds, off the process that
     # stores): its authors as stored, a JSON list with non-ASCII kept, and what makes it "changed".
     authors_json: str = field(init=False, repr=False, compare=False)
@@ -261,10 +263,27 @@ class ParsedFeed:
     link: str | None  # the publisher's site
     items: tuple[Item, ...]
     ttl: timedelta | None = None  # how often the publisher says it changes (<ttl>, sy:updatePeriod)
-    # Read with KnownEntries: the digests of every entry of this body, to know them next time,
-    # and how many entries were left out of `items` because they were known.
-    entry_digests: bytes | None = None
-    unchanged: int = 0
+    # Read with KnownEntries: the digests of the known entries this body holds, left out of `items`
+    # (None: the body was read whole, and none of its entries is remembered).
+    known_digests: bytes | None = None
+
+    @property
+    def unchanged(self) -> int:
+        """How many entries were known, and left out of `items`."""
+        return len(self.known_digests or b"") // ENTRY_DIGEST_SIZE
+
+    @property
+    def entry_digests(self) -> bytes | None:
+        """What to know next time: the known entries and those of `items` that are stored.
+
+        Only entries stored as items are remembered: one that makes no item,
+        or that the source's filters leave out, is read again every time, so
+        that whatever reads a body whole would do is done (the same `seen`
+        count, the store's first-entry rule and filters applied as before).
+        """
+        if self.known_digests is None:
+            return None
+        return self.known_digests + b"".join(item.entry_digest for item in self.items if item.entry_digest)
 
 
 @dataclass(frozen=True, slots=True)

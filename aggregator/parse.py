@@ -49,12 +49,14 @@ import hashlib
 import html
 import io
 import re
+import sys
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 from zoneinfo import ZoneInfo
@@ -76,9 +78,23 @@ from aggregator.urls import HASH_KEY_PREFIX, item_key
 # "updated", falls back to "published" with a DeprecationWarning.
 _Node = dict[str, Any]
 
-# Part of every entry digest (KnownEntries): raise it when the same raw entry would now make a
-# different Item, so that every source's entries are built again once.
-_ENTRY_FORMAT = 1
+
+def _code_fingerprint() -> bytes:
+    """What makes Items of raw entries: this module, those it builds them with, its readers' versions.
+
+    Part of every entry digest (KnownEntries), so that a change to any of
+    them (an upgrade, a fix) builds every source's entries again once.
+    """
+    from aggregator import charset, dating, models, text, urls
+
+    code = hashlib.blake2b(digest_size=16)
+    for module in (sys.modules[__name__], charset, dating, models, text, urls):
+        code.update(Path(module.__file__ or "").read_bytes())
+    code.update(repr((feedparser.__version__, etree.LXML_VERSION, sys.version_info[:2])).encode())
+    return code.digest()
+
+
+_CODE = _code_fingerprint()
 
 _QUOTED = rb"\"[^\"]*+\"|'[^']*+'"
 # <!DOCTYPE ...> with its internal subset: quoted strings, comments and
@@ -201,14 +217,15 @@ def _build(
     """The one place where raw fields become a ParsedFeed and its Items."""
     title = xml_safe(_plain_text(raw.title, raw.title_type)) or urlsplit(url).hostname or url
     link = _alternate_url(raw.links, url)
-    if known is None:
-        items = (_item(entry, url, source, zone, keep_source_tags) for entry in raw.entries)
-        built = tuple(item for item in items if item is not None)
-        return ParsedFeed(title=title, link=link, items=built, ttl=_update_hint(raw))
-    new, digests, unchanged = _new_items(raw.entries, known, url, source, zone, keep_source_tags)
-    return ParsedFeed(
-        title=title, link=link, items=new, ttl=_update_hint(raw), entry_digests=digests, unchanged=unchanged
-    )
+    new = None if known is None else _new_items(raw.entries, known, url, source, zone, keep_source_tags)
+    if new is not None:
+        items, known_digests = new
+        return ParsedFeed(
+            title=title, link=link, items=items, ttl=_update_hint(raw), known_digests=known_digests
+        )
+    built = (_item(entry, url, source, zone, keep_source_tags) for entry in raw.entries)
+    items = tuple(item for item in built if item is not None)
+    return ParsedFeed(title=title, link=link, items=items, ttl=_update_hint(raw))
 
 
 def _new_items(
@@ -218,42 +235,37 @@ def _new_items(
     source: str,
     zone: ZoneInfo,
     keep_source_tags: bool,
-) -> tuple[tuple[Item, ...], bytes, int]:
-    """(the items of the entries not known, the digests to know next time, how many entries were known).
+) -> tuple[tuple[Item, ...], bytes] | None:
+    """(the items of the entries not known, each with its digest; the digests of the known ones).
 
-    Exact: the store keeps the first entry of a url key and ignores the
-    others, so an entry that comes after another with its key (known or
-    not) is neither an item nor remembered, and a known entry is known only
-    while it comes first (its key is read without building it).
+    None when two entries have one url key: which of them is stored is the
+    store's to say (the first that the source's filters keep), so such a body
+    is read whole, as it was before entries were known.
     """
     size = ENTRY_DIGEST_SIZE
     seen = {known.digests[start : start + size] for start in range(0, len(known.digests), size)}
-    settings = repr((_ENTRY_FORMAT, url, source, zone.key, keep_source_tags)).encode()
-    seed = hashlib.blake2b(known.context + b"\x00" + settings, digest_size=size)
-    digests: list[bytes] = []
+    settings = repr((url, source, zone.key, keep_source_tags)).encode()
+    seed = hashlib.blake2b(_CODE + known.context + b"\x00" + settings, digest_size=size)
     items: list[Item] = []
-    keys: set[str] = set()  # of the entries so far
-    known_count = 0
+    known_digests: list[bytes] = []
+    keys: set[str] = set()
     for entry in entries:
         hasher = seed.copy()
         hasher.update(repr(entry).encode("utf-8", "surrogatepass"))
         digest = hasher.digest()
-        if digest in seen:
+        if digest in seen:  # stored as an item from an earlier body: its key comes from its link or guid
             key = _key_of(entry, url, source, zone, keep_source_tags)
-            item = None
-        else:
-            item = _item(entry, url, source, zone, keep_source_tags)
-            key = item.url_key if item is not None else None
-        if key is not None:
-            if key in keys:
-                continue  # a later entry of a key: the store ignores it
-            keys.add(key)
-        digests.append(digest)
-        if item is not None:
+            known_digests.append(digest)
+        elif item := _item(entry, url, source, zone, keep_source_tags, digest):
+            key = item.url_key
             items.append(item)
-        elif digest in seen:
-            known_count += 1
-    return tuple(items), b"".join(digests), known_count
+        else:
+            continue  # nothing to show
+        if key in keys:
+            return None
+        if key is not None:
+            keys.add(key)
+    return tuple(items), b"".join(known_digests)
 
 
 # scrape.py fills the same raw fields from HTML and JSON listings, so that their
@@ -810,8 +822,15 @@ def _identity(entry: _RawEntry, base: str) -> tuple[str | None, str | None]:
     return _entry_url(entry, base), xml_safe(entry.id).strip() or None
 
 
-def _item(entry: _RawEntry, base: str, source: str, zone: ZoneInfo, keep_source_tags: bool) -> Item | None:
-    """One entry as an Item; None when it has nothing to show."""
+def _item(
+    entry: _RawEntry,
+    base: str,
+    source: str,
+    zone: ZoneInfo,
+    keep_source_tags: bool,
+    digest: bytes | None = None,
+) -> Item | None:
+    """One entry as an Item (with the entry's digest, when it has one); None when it has nothing to show."""
     url, guid = _identity(entry, base)
     title = xml_safe(_plain_text(entry.title, entry.title_type))
     summary = xml_safe(entry.summary)
@@ -835,6 +854,7 @@ def _item(entry: _RawEntry, base: str, source: str, zone: ZoneInfo, keep_source_
         updated=_date(entry.updated, entry.updated_parsed, zone),
         authors=_unique(_author_name(name, email) for name, email in entry.authors),
         tags=_tags(entry.tags) if keep_source_tags else (),
+        entry_digest=digest,
     )
 
 
