@@ -83,13 +83,11 @@ class FeedParsers:
     """parse_feed in other processes, so that parsing uses the cores the GIL keeps the threads from.
 
     Started at the first large body (a poll where nothing changed never
-    starts it); bodies under PARSE_ELSEWHERE_FROM are parsed by the calling
-    thread. `submit` hands a large body to a parser process even while it is
-    starting, and the caller fetches on; `parse`, for a caller that needs the
-    feed at once, reads it itself until a process is up. A parser process
-    that dies (a crash in the XML library, say) takes neither the daemon nor
-    a poll with it: the bodies it held are read again, each in a process of
-    its own, and only a body that kills its own fails.
+    starts it); bodies under PARSE_ELSEWHERE_FROM, and the bodies that
+    arrive while the processes are still starting, are parsed by the calling
+    thread. A parser process that dies (a crash in the XML library, say)
+    takes neither the daemon nor a poll with it: the bodies it held are read
+    again, each in a process of its own, and only a body that kills its own fails.
     """
 
     def __init__(self, processes: int) -> None:
@@ -99,43 +97,30 @@ class FeedParsers:
         self._ready: Future[None] | None = None
 
     def parse(self, source: SourceConfig, fetched: Fetched, known: KnownEntries | None = None) -> ParsedFeed:
-        """The feed, now: from a parser process if one is up, else read here."""
-        job = _parse_job(source, fetched, known)
+        from .parse import parse_feed  # imported at the first body: most polls of a day bring none
+
+        job = partial(
+            parse_feed,
+            fetched.body,
+            dict(fetched.headers),
+            url=fetched.final_url,
+            source=source.name,
+            timezone=source.timezone,
+            keep_source_tags=source.keep_source_tags,
+            encoding=source.encoding,
+            known=known,
+        )
         if self._processes < 1 or len(fetched.body) < PARSE_ELSEWHERE_FROM:
             return job()
         pool, ready = self._started()
-        if not ready.done():  # spawning one takes a third of a second: this body need not wait for it
+        if not ready.done():  # spawning one takes most of a second: the first bodies need not wait for it
             return job()
-        return self._elsewhere(pool, job).result()
-
-    def submit(self, source: SourceConfig, fetched: Fetched, known: KnownEntries | None = None) -> Parsing:
-        """The feed, later: a large body goes to a parser process at once, even one still starting.
-
-        Polling threads hand bodies over and fetch on; read here while a
-        process starts, the first bodies of a large poll took the storing
-        thread's turns at the GIL (30 of 100 changed feeds on the bench farm).
-        """
-        job = _parse_job(source, fetched, known)
-        if self._processes < 1 or len(fetched.body) < PARSE_ELSEWHERE_FROM:
-            return Parsing(_done(job))
-        pool, _ready = self._started()
-        return self._elsewhere(pool, job)
-
-    def _elsewhere(self, pool: ProcessPoolExecutor, job: Callable[[], ParsedFeed]) -> Parsing:
         try:
-            future = pool.submit(job)
-        except BrokenProcessPool:  # an earlier crash broke it: a new pool takes the body
+            return pool.submit(job).result()
+        except BrokenProcessPool:  # a crash breaks every body in flight, not only the one that caused it
             self._replace(pool)
-            pool, _ready = self._started()
-            future = pool.submit(job)
-        return Parsing(future, partial(self._read_alone, pool, job))
-
-    def _read_alone(self, broken: ProcessPoolExecutor, job: Callable[[], ParsedFeed]) -> ParsedFeed:
-        """A body whose parser process died: a crash breaks every body in flight, not only the one
-        that caused it, so each is read again in a process of its own, where only the killer fails."""
-        self._replace(broken)
         with ProcessPoolExecutor(1, mp_context=_SPAWN, initializer=_parser_started) as alone:
-            try:
+            try:  # read again in a process of its own: only the body that kills it fails
                 return alone.submit(job).result()
             except BrokenProcessPool:
                 raise ParseError("the parser process died reading this body") from None
@@ -168,50 +153,6 @@ class FeedParsers:
             if self._pool is broken:
                 self._pool = None
         broken.shutdown(wait=False, cancel_futures=True)
-
-
-@dataclass(frozen=True, slots=True)
-class Parsing:
-    """A body being parsed (FeedParsers.submit); result() waits for its feed or raises ParseError."""
-
-    future: Future[ParsedFeed]
-    read_again: Callable[[], ParsedFeed] | None = None  # when the parser process dies with the body
-
-    def result(self) -> ParsedFeed:
-        try:
-            return self.future.result()
-        except BrokenProcessPool:
-            if self.read_again is None:
-                raise
-            return self.read_again()
-
-
-def _parse_job(
-    source: SourceConfig, fetched: Fetched, known: KnownEntries | None
-) -> Callable[[], ParsedFeed]:
-    from .parse import parse_feed  # imported at the first body: most polls of a day bring none
-
-    return partial(
-        parse_feed,
-        fetched.body,
-        dict(fetched.headers),
-        url=fetched.final_url,
-        source=source.name,
-        timezone=source.timezone,
-        keep_source_tags=source.keep_source_tags,
-        encoding=source.encoding,
-        known=known,
-    )
-
-
-def _done(job: Callable[[], ParsedFeed]) -> Future[ParsedFeed]:
-    """The job run now, as a finished future: its feed, or the error it raised, for result()."""
-    future: Future[ParsedFeed] = Future()
-    try:
-        future.set_result(job())
-    except Exception as error:  # ParseError, or a bug: raised where the feed is asked for
-        future.set_exception(error)
-    return future
 
 
 def _import_parser() -> None:
@@ -260,7 +201,6 @@ class _Outcome:
     started: float = 0.0
     # Of a body received: hashed in the polling thread rather than the storing one.
     body_hash: str | None = None
-    parsing: Parsing | None = None  # a feed's body parsed on the side: `feed` once stored (_parsed)
 
 
 def body_hash(body: bytes) -> str:
@@ -280,35 +220,11 @@ def _fetch_and_parse(source: SourceConfig, state: SourceState, pools: _Pools) ->
     digest = body_hash(fetched.body)
     if digest == state.body_hash:
         return _Outcome(fetched, unchanged=True, started=started, body_hash=digest)
-    if source.listing is None and source.full_content is None:
-        # Parsed on the side: this thread fetches on, and the feed is read when the batch is stored.
-        parsing = pools.parsers.submit(source, fetched, _known_entries(source, state))
-        return _Outcome(fetched, started=started, body_hash=digest, parsing=parsing)
     try:
         feed = _parse(source, state, fetched, pools)
     except ParseError as error:
         return _Outcome(fetched, error=error, started=started, body_hash=digest)
     return _Outcome(fetched, _apply_source_filters(source, feed), started=started, body_hash=digest)
-
-
-def _known_entries(source: SourceConfig, state: SourceState) -> KnownEntries:
-    return KnownEntries(entry_context(source), state.entry_digests or b"")
-
-
-def _parsed(source: SourceConfig, outcome: _Outcome) -> _Outcome:
-    """An outcome whose body was parsed on the side, with its feed or the reason it has none."""
-    if outcome.parsing is None:
-        return outcome
-    try:
-        feed = outcome.parsing.result()
-    except ParseError as error:
-        return replace(outcome, parsing=None, error=error)
-    except Exception as error:  # a bug, not a bad source (as in _guarded): keep the traceback
-        log.exception("unexpected error while parsing source=%s", source.name)
-        return replace(
-            outcome, parsing=None, error=FetchError(f"internal error: {type(error).__name__}: {error}")
-        )
-    return replace(outcome, parsing=None, feed=_apply_source_filters(source, feed))
 
 
 def _parse(source: SourceConfig, state: SourceState, fetched: Fetched, pools: _Pools) -> ParsedFeed:
@@ -324,6 +240,11 @@ def _parse(source: SourceConfig, state: SourceState, fetched: Fetched, pools: _P
     from .listing import read_listing  # like parse_feed, at the first body that needs it
 
     return read_listing(source, fetched, fetch_page, backfill=state.body_hash is None)
+
+
+def _known_entries(source: SourceConfig, state: SourceState) -> KnownEntries | None:
+    """The entries stored from the source's last body (none yet, on its first poll)."""
+    return KnownEntries(entry_context(source), state.entry_digests or b"")
 
 
 def entry_context(source: SourceConfig) -> bytes:
@@ -693,7 +614,7 @@ def _store_batch(
     changed = []
     unchanged = []
     for source, state, future in batch:
-        outcome = _parsed(source, future.result())
+        outcome = future.result()
         if outcome.unchanged and outcome.error is None:
             unchanged.append((source, state, outcome, clock()))
         else:

@@ -64,42 +64,6 @@ def test_large_feeds_do_not_wait_for_the_parser_process_to_start() -> None:
         parsers.close()
 
 
-def test_a_body_handed_over_while_the_process_starts_is_parsed_there(monkeypatch: pytest.MonkeyPatch) -> None:
-    """submit() never parses a large body in the caller: the polling thread fetches on meanwhile."""
-    body = big_rss20(200)
-    here = FeedParsers(0).parse(SOURCE, _fetched(body))
-    monkeypatch.setattr(aggregator.parse, "parse_feed", poisoned_parser.parse_in_a_child_only)
-    parsers = FeedParsers(1)
-    try:
-        parsings = [parsers.submit(SOURCE, _fetched(body)) for _ in range(3)]
-        assert not any(parsing.future.done() for parsing in parsings), "handed over, not waited for"
-        assert [parsing.result() for parsing in parsings] == [here] * 3
-    finally:
-        parsers.close()
-
-
-def test_a_body_handed_over_is_read_again_when_its_parser_process_dies(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(aggregator.parse, "parse_feed", poisoned_parser.parse_or_die)
-    body = poisoned_parser.SLOW + big_rss20(300)
-    parsers = FeedParsers(1)
-    try:
-        parsers.start(wait=True)
-        parsings = [parsers.submit(SOURCE, _fetched(body)), parsers.submit(SOURCE, _fetched(b" " + body))]
-        killer = parsers.submit(SOURCE, _fetched(poisoned_parser.MARK + body))
-        time.sleep(0.2)
-        for child in multiprocessing.active_children():
-            os.kill(child.pid or 0, signal.SIGKILL)  # as a crash in the XML library would
-        assert [len(parsing.result().items) for parsing in parsings] == [300, 300]
-        with pytest.raises(ParseError, match="the parser process died reading this body"):
-            killer.result()
-        assert len(parsers.submit(SOURCE, _fetched(body)).result().items) == 300, "a new pool takes bodies"
-    finally:
-        parsers.close()
-    assert not multiprocessing.active_children()
-
-
 def test_small_feeds_never_start_a_process() -> None:
     parsers = FeedParsers(1)
     try:
