@@ -20,8 +20,8 @@ from .config import Config, config_path, load_config
 from .daemon import Daemon, polling_for, run_tick
 from .errors import ConfigError, StoreError
 from .models import SourceStatus
+from .processes import collect_garbage_less_often
 from .store import Store, display_url
-from .update import collect_garbage_less_often
 
 log = logging.getLogger("aggregator")
 

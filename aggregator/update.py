@@ -10,13 +10,11 @@ the same batch.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import logging
 import multiprocessing
 import os
 import random
-import signal
 import socket
 import threading
 import time
@@ -36,6 +34,7 @@ from .errors import FetchError, ParseError, StoreError
 from .fetch import SessionPool, fetch
 from .filters import apply_filters, rewrite_articles
 from .models import Fetched, KnownEntries, ParsedFeed, SourceConfig, SourceState, UpdateResult
+from .processes import import_parser, parser_started
 from .store import PollRecord, SaveResult, Store
 
 log = logging.getLogger(__name__)
@@ -119,7 +118,7 @@ class FeedParsers:
             return pool.submit(job).result()
         except BrokenProcessPool:  # a crash breaks every body in flight, not only the one that caused it
             self._replace(pool)
-        with ProcessPoolExecutor(1, mp_context=_SPAWN, initializer=_parser_started) as alone:
+        with ProcessPoolExecutor(1, mp_context=_SPAWN, initializer=parser_started) as alone:
             try:  # read again in a process of its own: only the body that kills it fails
                 return alone.submit(job).result()
             except BrokenProcessPool:
@@ -143,9 +142,9 @@ class FeedParsers:
         with self._lock:
             if self._pool is None or self._ready is None:
                 self._pool = ProcessPoolExecutor(
-                    self._processes, mp_context=_SPAWN, initializer=_parser_started
+                    self._processes, mp_context=_SPAWN, initializer=parser_started
                 )
-                self._ready = self._pool.submit(_import_parser)
+                self._ready = self._pool.submit(import_parser)
             return self._pool, self._ready
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:
@@ -153,32 +152,6 @@ class FeedParsers:
             if self._pool is broken:
                 self._pool = None
         broken.shutdown(wait=False, cancel_futures=True)
-
-
-def _import_parser() -> None:
-    from . import parse  # noqa: F401
-
-    # What the parser imported stays for the process's life: frozen, the collections skip it, and
-    # the process ends sooner (its last collections walked it all: 0.05 s that a poll waited for).
-    gc.freeze()
-
-
-def collect_garbage_less_often() -> None:
-    """Young-object collections every 50,000 allocations rather than 700, in the same proportions.
-
-    Parsing and storing a large poll allocates millions of short-lived objects and
-    no cycles worth chasing that often: the bench farm's first poll spent 0.2 s
-    (2%) in 480 collections, and 0.03 s in 3 with these thresholds.
-    """
-    gc.set_threshold(50_000, 10, 10)
-
-
-def _parser_started() -> None:
-    """In a parser process: SIGINT and SIGTERM are for the daemon, which ends its parsers once the
-    tick in flight is done; a parser stopped by them would fail the bodies it holds."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    collect_garbage_less_often()
 
 
 @dataclass(frozen=True, slots=True)

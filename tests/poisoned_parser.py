@@ -6,6 +6,7 @@ A module of its own so that spawned parser processes can import it by name.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -22,4 +23,15 @@ def parse_or_die(body: bytes, headers: Mapping[str, str], **options: Any) -> Par
         os._exit(70)
     if SLOW in body:
         time.sleep(1)
+    return parse_feed(body, headers, **options)
+
+
+POLLING_MODULES = ("requests", "sqlalchemy", "aggregator.update", "aggregator.store")
+
+
+def parse_without_polling_modules(body: bytes, headers: Mapping[str, str], **options: Any) -> ParsedFeed:
+    """parse_feed that fails in a process that imported what only the polling process needs."""
+    loaded = [name for name in POLLING_MODULES if name in sys.modules]
+    if loaded:
+        raise AssertionError(f"the parser process imported {loaded}")
     return parse_feed(body, headers, **options)

@@ -64,6 +64,17 @@ def test_large_feeds_do_not_wait_for_the_parser_process_to_start() -> None:
         parsers.close()
 
 
+def test_a_parser_process_imports_only_the_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not requests and SQLAlchemy: a parser process up sooner takes more of a poll's first bodies."""
+    monkeypatch.setattr(aggregator.parse, "parse_feed", poisoned_parser.parse_without_polling_modules)
+    parsers = FeedParsers(1)
+    try:
+        parsers.start(wait=True)
+        assert len(parsers.parse(SOURCE, _fetched(big_rss20(200))).items) == 200
+    finally:
+        parsers.close()
+
+
 def test_small_feeds_never_start_a_process() -> None:
     parsers = FeedParsers(1)
     try:
