@@ -41,6 +41,7 @@ from .errors import FetchError
 from .models import Fetched, FetchPolicy, SourceState
 
 _CHUNK_SIZE = 64 * 1024  # decoded bytes per read; also bounds what one read decompresses
+_POOL_KEYS_KEPT = 4096  # URLs whose connection pool attributes an adapter keeps
 
 AddressRefusal = Callable[[str], str | None]  # an IP address -> why not to connect to it, or None
 
@@ -189,12 +190,27 @@ def _prepared_get(session: requests.Session, url: str, state: SourceState | None
     request = requests.PreparedRequest()
     request.method = "GET"
     request.url = prepared_url
-    request.prepare_headers({**session.headers, **_validators(state)})
+    # What prepare_headers() makes, the session's headers checked once (the validators, which come
+    # from the server, on every request: one with a line break would add a header of its own).
+    request.headers = requests.structures.CaseInsensitiveDict(
+        _checked_headers(tuple(session.headers.items()))
+    )
+    for header in _validators(state).items():
+        requests.utils.check_header_validity(header)
+        request.headers[header[0]] = header[1]
     if authorization is not None:
         request.headers["Authorization"] = authorization
     request.body = None
     request.hooks = {"response": [_close_redirect]}
     return request
+
+
+@functools.lru_cache(maxsize=64)
+def _checked_headers(headers: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """A session's headers, checked as prepare_headers() checks them (requests' error for a bad one)."""
+    for header in headers:
+        requests.utils.check_header_validity(header)
+    return headers
 
 
 @functools.lru_cache(maxsize=4096)
@@ -567,6 +583,7 @@ class _Adapter(HTTPAdapter):
     def __init__(self, refuse_address: AddressRefusal | None = None) -> None:
         self.watch = _Watch(refuse_address)  # before super().__init__, which calls init_poolmanager
         self.watchdog = _Watchdog()
+        self._pool_keys: dict[tuple[str, object, object], tuple[dict[str, Any], dict[str, Any]]] = {}
         super().__init__()
 
     def close(self) -> None:
@@ -594,7 +611,10 @@ class _Adapter(HTTPAdapter):
         """
         url = request.url or ""
         try:
-            pool = cast(HTTPConnectionPool, self.get_connection_with_tls_context(request, verify, {}, cert))
+            # get_connection_with_tls_context() without its proxy lookup (never a proxy here, and it
+            # parses the URL again).
+            host, pool_kwargs = self._pool_key(request, verify, cert)
+            pool = self.poolmanager.connection_from_host(**host, pool_kwargs=pool_kwargs)
             self.cert_verify(pool, url, verify, cert)  # type: ignore[no-untyped-call]
             response = pool.urlopen(
                 method="GET",
@@ -610,6 +630,21 @@ class _Adapter(HTTPAdapter):
         except _RefusedAddress as refused:
             raise FetchError(f"{refused} for {url}") from None
         return cast(HTTPResponse, response)  # what urlopen makes with preload_content=False
+
+    def _pool_key(
+        self, request: requests.PreparedRequest, verify: bool | str | None, cert: str | tuple[str, str] | None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """build_connection_pool_key_attributes(), read once per URL and TLS settings (it parses the URL)."""
+        key = (request.url or "", verify, cert)
+        known = self._pool_keys.get(key)
+        if known is not None:
+            return known
+        if len(self._pool_keys) >= _POOL_KEYS_KEPT:
+            self._pool_keys.clear()
+        verifying = True if verify is None else verify  # what requests makes of None too: verify
+        host, pool_kwargs = self.build_connection_pool_key_attributes(request, verifying, cert)
+        attributes = self._pool_keys[key] = (dict(host), dict(pool_kwargs))
+        return attributes
 
     def init_poolmanager(
         self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
@@ -653,7 +688,10 @@ def _receive(
     status = raw.status
     headers = {name.lower(): value for name, value in raw.headers.itermerged()}  # repeated ones joined
     if status == 304:
-        _read_body(raw, policy.max_bytes)  # none by definition; reading it keeps the connection alive
+        if _declares_body(headers):  # a body after a 304 would be read as the next response's start
+            raw.close()  # so the connection ends here
+        else:
+            _read_body(raw, policy.max_bytes)  # none by definition; reading it keeps the connection alive
         body = b""
     elif 200 <= status < 300:
         body = _read_body(raw, policy.max_bytes)
@@ -665,6 +703,11 @@ def _receive(
     return Fetched(
         url=url, final_url=final_url, status=status, headers=headers, body=body, redirects=redirects
     )
+
+
+def _declares_body(headers: dict[str, str]) -> bool:
+    length = headers.get("content-length", "0").strip()
+    return "transfer-encoding" in headers or length not in ("", "0")
 
 
 def _read_body(raw: HTTPResponse, max_bytes: int) -> bytes:

@@ -430,6 +430,25 @@ def test_a_cookie_set_by_a_redirect_reaches_the_next_hop_but_not_the_next_fetch(
     assert [seen.headers.get("cookie") for seen in server.seen] == [None, "consent=yes", None]
 
 
+def test_a_304_sent_with_a_body_does_not_spoil_the_next_fetch_on_its_connection(
+    serve: Serve, session: requests.Session
+) -> None:
+    """A 304 has no body; one sent anyway would be read as the start of the next response."""
+
+    def handle(request: BaseHTTPRequestHandler) -> None:
+        if request.path == "/odd":
+            request.send_response(304)
+            request.send_header("Content-Length", "5")
+            request.end_headers()
+            request.wfile.write(b"hello")
+        else:
+            respond(request, 200, b"<rss/>")
+
+    server = serve(handle)
+    assert fetch(session, server.url("/odd"), POLICY, SourceState(etag='"v1"')).not_modified
+    assert fetch(session, server.url("/feed"), POLICY).body == b"<rss/>"
+
+
 @pytest.mark.parametrize(
     ("status", "message"),
     [
