@@ -29,6 +29,7 @@ def parser_started() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     collect_garbage_less_often()
+    import_parser()  # in every parser process, not only the one that runs the first job
 
 
 def import_parser() -> None:
