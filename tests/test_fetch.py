@@ -410,11 +410,7 @@ def test_a_cookie_set_by_a_redirect_reaches_the_next_hop_but_not_the_next_fetch(
 
     def handle(request: BaseHTTPRequestHandler) -> None:
         if request.path == "/feed":
-            request.send_response(302)
-            request.send_header("Location", "/checked")
-            request.send_header("Set-Cookie", "consent=yes; Path=/")
-            request.send_header("Content-Length", "0")
-            request.end_headers()
+            respond(request, 302, b"", {"Location": "/checked", "Set-Cookie": "consent=yes; Path=/"})
         elif request.headers.get("Cookie") == "consent=yes":
             respond(request, 200, b"<rss/>")
         else:
@@ -422,9 +418,7 @@ def test_a_cookie_set_by_a_redirect_reaches_the_next_hop_but_not_the_next_fetch(
 
     server = serve(handle)
     fetched = fetch(session, server.url("/feed"), POLICY)
-    assert (
-        fetched.status == 200 and fetched.redirects == (302,) and fetched.final_url == server.url("/checked")
-    )
+    assert (fetched.status, fetched.redirects, fetched.final_url) == (200, (302,), server.url("/checked"))
     with pytest.raises(FetchError, match="HTTP 403"):
         fetch(session, server.url("/checked"), POLICY)
     assert [seen.headers.get("cookie") for seen in server.seen] == [None, "consent=yes", None]
