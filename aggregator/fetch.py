@@ -706,6 +706,9 @@ def _receive(
 
 
 def _declares_body(headers: dict[str, str]) -> bool:
+    """A 304 with a length or a chunked body: RFC 9110 lets a Content-Length say what the 200 would
+    have held, but some servers then send it, so the connection is not reused for the next source
+    (the cost: a new connection per poll to a server that declares a length and sends nothing)."""
     length = headers.get("content-length", "0").strip()
     return "transfer-encoding" in headers or length not in ("", "0")
 

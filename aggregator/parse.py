@@ -45,18 +45,20 @@ rendered. So summary and content keep the publisher's relative URLs.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import html
+import importlib.resources
 import io
 import re
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
-from pathlib import Path
+from importlib.resources.abc import Traversable
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 from zoneinfo import ZoneInfo
@@ -79,22 +81,35 @@ from aggregator.urls import HASH_KEY_PREFIX, item_key
 _Node = dict[str, Any]
 
 
-def _code_fingerprint() -> bytes:
-    """What makes Items of raw entries: this module, those it builds them with, its readers' versions.
+def code_fingerprint(package: Traversable | None = None) -> bytes:
+    """This program's code (every module of `package`, this one's by default) and its readers' versions.
 
-    Part of every entry digest (KnownEntries), so that a change to any of
-    them (an upgrade, a fix) builds every source's entries again once.
+    Part of every entry digest (KnownEntries), so that an upgrade or a fix
+    anywhere in what makes and stores items reads every source's entries
+    again once (a change elsewhere costs that too, once: the price of never
+    missing one). Without sources to read (a frozen build), the program's
+    version, which update.entry_context adds, has to do.
     """
-    from aggregator import charset, dating, models, text, urls
-
     code = hashlib.blake2b(digest_size=16)
-    for module in (sys.modules[__name__], charset, dating, models, text, urls):
-        code.update(Path(module.__file__ or "").read_bytes())
-    code.update(repr((feedparser.__version__, etree.LXML_VERSION, sys.version_info[:2])).encode())
+    with contextlib.suppress(OSError):
+        for name, source in _sources(package or importlib.resources.files("aggregator")):
+            code.update(f"{name}\x00{len(source)}\x00".encode())
+            code.update(source)
+    versions = (feedparser.__version__, etree.LXML_VERSION, etree.LIBXML_VERSION, sys.version_info[:2])
+    code.update(repr(versions).encode())
     return code.digest()
 
 
-_CODE = _code_fingerprint()
+def _sources(folder: Traversable, prefix: str = "") -> Iterator[tuple[str, bytes]]:
+    """(path, bytes) of every .py file under `folder`, in a fixed order: a folder on disk or in a zip."""
+    for entry in sorted(folder.iterdir(), key=lambda entry: entry.name):
+        if entry.is_dir():
+            yield from _sources(entry, f"{prefix}{entry.name}/")
+        elif entry.name.endswith(".py"):
+            yield f"{prefix}{entry.name}", entry.read_bytes()
+
+
+_CODE = code_fingerprint()
 
 _QUOTED = rb"\"[^\"]*+\"|'[^']*+'"
 # <!DOCTYPE ...> with its internal subset: quoted strings, comments and

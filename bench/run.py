@@ -401,8 +401,9 @@ class Bench:
             if saved:
                 for database, copies in saved:
                     restore_database(database, copies)
-                os.sync()  # the copies' writeback happens now, not during a measured run
             for tool in ("ours", "reader") if repeat % 4 in (0, 3) else ("reader", "ours"):
+                if saved:
+                    os.sync()  # what was written before (copies, the other tool's run) goes out now
                 runs[tool].append(self.poll_once(tool, step, entries))
         for tool, measured in runs.items():
             by_wall = sorted(measured, key=lambda figures: figures["wall_s"])
@@ -773,6 +774,13 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
             shutil.rmtree(work, ignore_errors=True)
 
 
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sources", type=int, default=1000, help="sources in the farm (default 1000)")
@@ -786,7 +794,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--scale-no-publish", action="store_true", help="scale step with `run --once --no-publish` (quicker)"
     )
     parser.add_argument(
-        "--repeats", type=int, default=5, help="runs of the no-change and churn steps, median taken (5)"
+        "--repeats",
+        type=_at_least_one,
+        default=5,
+        help="runs of the no-change and churn steps, median taken (5)",
     )
     parser.add_argument("--timeout", type=float, default=900, help="seconds allowed per measured step")
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")

@@ -11,7 +11,10 @@ entries with one link, the source's filters, and a change of its settings.
 
 from __future__ import annotations
 
+import importlib.resources
 import random
+import shutil
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -25,7 +28,7 @@ from sqlalchemy import select
 import aggregator.update
 from aggregator.filters import SourceFilters, compile_filters
 from aggregator.models import ENTRY_DIGEST_SIZE, FetchPolicy, KnownEntries, ParsedFeed, SourceConfig
-from aggregator.parse import parse_feed
+from aggregator.parse import code_fingerprint, parse_feed
 from aggregator.store import (
     PollRecord,
     SaveResult,
@@ -210,3 +213,24 @@ def test_known_entries_are_left_out_and_every_entry_digest_is_given_back() -> No
 
     other_settings = entry_context(replace(_source(f"{SITE}feed", ()), category="tech"))
     assert len(parse(KnownEntries(other_settings, older.entry_digests or b"")).items) == 4
+
+
+def test_the_code_fingerprint_covers_every_module_in_a_folder_or_a_zip(tmp_path: Path) -> None:
+    """Digests hold the program's code: a fix in any module (a rewrite rule's, a date reader's) reads
+    every entry again once; a zipped install reads its modules from the zip."""
+    package = tmp_path / "aggregator"
+    shutil.copytree(
+        Path(aggregator.update.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    before = code_fingerprint(package)
+    assert before == code_fingerprint(package) == code_fingerprint(importlib.resources.files("aggregator"))
+    archive = tmp_path / "aggregator.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for path in sorted(package.rglob("*")):
+            zipped.write(path, path.relative_to(tmp_path).as_posix())
+    assert code_fingerprint(zipfile.Path(archive, "aggregator/")) == before
+    (package / "templates" / "extra.html").write_text("<p>not code</p>")
+    assert code_fingerprint(package) == before
+    filters = package / "filters.py"
+    filters.write_text(filters.read_text() + "\n# a fix\n")
+    assert code_fingerprint(package) != before

@@ -5,9 +5,12 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -73,6 +76,48 @@ def test_a_parser_process_imports_only_the_parser(monkeypatch: pytest.MonkeyPatc
         assert len(parsers.parse(SOURCE, _fetched(big_rss20(200))).items) == 200
     finally:
         parsers.close()
+
+
+SCRIPT_LIKE_THE_COMMAND = """
+import sys
+from aggregator.cli import parser_processes_skip_this_script  # as the `aggregator` script imports run
+
+import aggregator.parse
+from aggregator.update import FeedParsers
+from tests import poisoned_parser
+from tests.test_parse import big_rss20
+from tests.test_parse_processes import SOURCE, _fetched
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["skip"]:
+        parser_processes_skip_this_script()
+    aggregator.parse.parse_feed = poisoned_parser.parse_without_polling_modules
+    parsers = FeedParsers(1)
+    try:
+        parsers.start(wait=True)
+        print(len(parsers.parse(SOURCE, _fetched(big_rss20(200))).items))
+    finally:
+        parsers.close()
+"""
+
+
+@pytest.mark.parametrize(("skip", "expected"), [(True, "200"), (False, "the parser process imported")])
+def test_parser_processes_of_the_installed_command_do_not_run_its_script_again(
+    tmp_path: Path, skip: bool, expected: str
+) -> None:
+    """A spawned process runs the parent's script again: the `aggregator` script imports the whole CLI."""
+    script = tmp_path / "aggregator-like"
+    script.write_text(SCRIPT_LIKE_THE_COMMAND)
+    root = Path(__file__).resolve().parent.parent
+    ran = subprocess.run(
+        [sys.executable, str(script), *(["skip"] if skip else [])],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert expected in ran.stdout + ran.stderr, ran.stderr[-2000:]
 
 
 def test_small_feeds_never_start_a_process() -> None:
