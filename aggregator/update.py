@@ -112,7 +112,7 @@ class FeedParsers:
         if self._processes < 1 or len(fetched.body) < PARSE_ELSEWHERE_FROM:
             return job()
         pool, ready = self._started()
-        if not ready.done():  # spawning one takes most of a second: the first bodies need not wait for it
+        if not ready.done():  # one takes a fraction of a second to start: the first bodies need not wait
             return job()
         try:
             return pool.submit(job).result()
