@@ -146,7 +146,7 @@ def fetch(
     The first hop goes out through the session's adapter as HTTPAdapter.send
     sends it (its connection pools, TLS settings and retries), but not
     through Session.send and a requests Response: most polls end there (a 304
-    or a body), and that wrapping cost half of a 304's CPU (0.2 of 0.4 ms).
+    or a body), and that wrapping cost a sixth of a 304's CPU (0.42 -> 0.35 ms).
     A redirect is handed to the session, which follows the rest as always.
     """
     adapters = [adapter for adapter in session.adapters.values() if isinstance(adapter, _Adapter)]

@@ -144,7 +144,7 @@ class SourceState:
     disabled_reason: str | None = None
     moved_to: str | None = None  # a permanent redirect target seen on the last polls
     moved_count: int = 0  # on how many polls in a row
-    # The digests of the entries of the last body stored (ENTRY_DIGEST_SIZE bytes each, in body order).
+    # The digests of the entries stored as items from the last body (ENTRY_DIGEST_SIZE bytes each).
     entry_digests: bytes | None = None
 
 
@@ -158,7 +158,7 @@ class KnownEntries:
     Most polls that bring a changed body add an item or two to entries read
     before; an entry whose digest is known was stored as it is and is not
     built or stored again. The digest covers the entry's raw fields, the
-    parse settings, the code that makes items of entries (parse.py) and
+    parse settings, the program's code (parse.code_fingerprint) and
     `context`: whatever else shapes what the store keeps of an entry (the
     source's settings, the program's version), so a change there makes
     every entry new once.
@@ -214,7 +214,8 @@ class Item:
     # The source's own content when `content` is the article taken from its page (full_content):
     # the item's version is hashed from it, so a later poll that does not fetch the page sees no change.
     feed_content: str | None = None
-    entry_digest: bytes | None = field(default=None, compare=False)  # of the entry it was built from
+    # The digest of the entry it was built from (KnownEntries), when it was read with them.
+    entry_digest: bytes | None = field(default=None, repr=False, compare=False)
     # Computed where the item is built (in a parser process for large feeds, off the process that
     # stores): its authors as stored, a JSON list with non-ASCII kept, and what makes it "changed".
     authors_json: str = field(init=False, repr=False, compare=False)

@@ -153,7 +153,7 @@ def parse_feed(
     `timezone` names the IANA zone of dates written without a UTC offset.
     Raises ParseError when the body holds no feed at all; a feed that is
     merely ill-formed (bozo) but readable is accepted. With `known`, entries
-    read before are left out of the items and every entry's digest is given back.
+    stored before are left out of the items (ParsedFeed.entry_digests: what to know next time).
 
     The lxml reader handles the common well-formed RSS/Atom shapes; whatever
     it does not fully understand goes to feedparser, the reference reader.

@@ -215,7 +215,7 @@ def _parse(source: SourceConfig, state: SourceState, fetched: Fetched, pools: _P
     return read_listing(source, fetched, fetch_page, backfill=state.body_hash is None)
 
 
-def _known_entries(source: SourceConfig, state: SourceState) -> KnownEntries | None:
+def _known_entries(source: SourceConfig, state: SourceState) -> KnownEntries:
     """The entries stored from the source's last body (none yet, on its first poll)."""
     return KnownEntries(entry_context(source), state.entry_digests or b"")
 
