@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from . import __version__
-from .config import Config, config_path, load_config
+from .config_file import Config, config_path, load_config_cached
 from .daemon import Daemon, polling_for, run_tick
 from .errors import ConfigError, StoreError
 from .models import SourceStatus
@@ -111,10 +111,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.log_format, logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     )
     try:
-        config = load_config(config_path(args.config))
-        if args.command == "check":
-            print(describe_config(config))
+        if args.command == "check":  # validates the file itself, whatever the cache holds
+            from .config import load_config
+
+            print(describe_config(load_config(config_path(args.config))))
             return EXIT_OK
+        config = load_config_cached(config_path(args.config))
         store = Store.open(config.database_url)
         try:
             return _dispatch(args, config, store)

@@ -1,14 +1,15 @@
 """YAML -> validated, frozen config objects, read once at start-up and passed down.
 
 Every error names the file, the source and the field, so that an operator
-can fix a config without reading code.
+can fix a config without reading code. Commands start from config_file.py,
+which keeps what this module validated and imports it only when the file
+changed.
 """
 
 from __future__ import annotations
 
-import os
 import re
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -26,10 +27,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from .charset import is_known_encoding
+from .config_file import Config, resolve_paths
 from .errors import ConfigError
 from .filters import SourceFilters, compile_filters
 from .layout import RESERVED_FOLDERS
@@ -44,9 +44,6 @@ from .models import (
     SourceConfig,
 )
 
-DEFAULT_CONFIG_PATH = Path("config/sources.yaml")
-CONFIG_ENV = "AGGREGATOR_CONFIG"
-DATABASE_ENV = "AGGREGATOR_DATABASE_URL"
 DEFAULT_USER_AGENT = "aggregator/0.1 (+https://github.com/aggregator/aggregator)"
 DEFAULT_IFRAME_HOSTS = ("www.youtube.com", "youtube.com", "www.youtube-nocookie.com", "player.vimeo.com")
 
@@ -430,41 +427,22 @@ class ConfigModel(_Strict):
         return sources
 
 
-@dataclass(frozen=True, slots=True)
-class Config:
-    """Everything the aggregator needs, with paths resolved against the config file."""
-
-    path: Path
-    site: SiteConfig
-    database_url: str
-    output_dir: Path
-    formats: frozenset[str]
-    sources: tuple[SourceConfig, ...]
-    workers: int = 16  # concurrent fetches in one process
-    per_host: int = 2  # connections at once to one host
-    lease: timedelta = timedelta(minutes=5)  # how long a claimed source stays this worker's
-    parse_processes: int = 1  # processes parsing large feeds beside the polling threads (0: in them)
-
-    def source(self, name: str) -> SourceConfig:
-        for source in self.sources:
-            if source.name == name:
-                return source
-        raise ConfigError(f"{self.path}: no source named {name!r}")
-
-
-def config_path(cli_value: str | None) -> Path:
-    """-c/--config, else $AGGREGATOR_CONFIG, else config/sources.yaml."""
-    return Path(cli_value or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
-
-
 def load_config(path: Path) -> Config:
     """Read and validate the YAML file; raise ConfigError with a precise message."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes()
     except OSError as error:
         raise ConfigError(f"{path}: cannot read config: {error.strerror or error}") from None
+    return resolve_paths(read_config(path, text))
+
+
+def read_config(path: Path, text: bytes) -> Config:
+    """The config in `text` (the bytes of `path`), its database URL and output folder as written."""
     try:
-        raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml when present
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present
+        raw = yaml.load(text.decode("utf-8"), Loader=loader)
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8: {error}") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: invalid YAML: {error}") from None
     if not isinstance(raw, dict):
@@ -496,19 +474,6 @@ def _describe(path: Path, raw: dict[str, Any], error: ValidationError) -> str:
             message = "unknown key"
         lines.append(f"{path}: {source}{where + ': ' if where else ''}{message}")
     return "\n".join(lines)
-
-
-def _resolve_database_url(value: str, base: Path) -> str:
-    url_text = os.environ.get(DATABASE_ENV) or value
-    try:
-        url = make_url(url_text)
-    except ArgumentError:
-        raise ConfigError(f"{base}: database: not a database URL: {url_text!r}") from None
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        database = Path(url.database)
-        if not database.is_absolute():
-            url = url.set(database=str((base.parent / database).resolve()))
-    return url.render_as_string(hide_password=False)
 
 
 def _filters(path: Path, source: SourceModel) -> SourceFilters | None:
@@ -567,12 +532,11 @@ def _build(path: Path, model: ConfigModel) -> Config:
         )
         for source in model.sources
     )
-    output_dir = Path(model.output.dir)
     return Config(
         path=path,
         site=site,
-        database_url=_resolve_database_url(model.database, path),
-        output_dir=output_dir if output_dir.is_absolute() else (path.parent / output_dir).resolve(),
+        database_url=model.database,
+        output_dir=Path(model.output.dir),
         formats=frozenset(model.output.formats),
         sources=sources,
         workers=model.polling.workers,

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from .config import Config
+from .config_file import Config
 from .errors import StoreError
 from .models import PublishResult, UpdateResult
 from .store import Store

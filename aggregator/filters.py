@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .models import Item
 
@@ -65,6 +65,19 @@ class RewriteRule:
         if self.pattern is not None:
             return self.pattern.sub(self.replace, html)
         return _remove(html, self.remove) if self.remove is not None and html.strip() else html
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled (by the config cache) as written: a compiled CSS selector cannot be pickled."""
+        if self.remove is not None:
+            return _removal, (self.remove_text,)
+        return RewriteRule, (self.pattern, self.replace)
+
+
+def _removal(selector: str) -> RewriteRule:
+    """A rule removing what `selector` selects; ValueError if it is not a valid CSS selector."""
+    from .markup import compile_selector  # lxml and cssselect: for sources with `remove` rules only
+
+    return RewriteRule(remove=compile_selector(selector, xpath=False), remove_text=selector)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,9 +195,7 @@ def _rewrite_rule(raw: object, where: str) -> RewriteRule:
         if not isinstance(selector, str) or not selector.strip():
             raise ValueError(f"{where}.remove: expected a CSS selector, got {selector!r}")
         try:
-            from .markup import compile_selector  # lxml and cssselect: for sources with `remove` rules only
-
-            return RewriteRule(remove=compile_selector(selector, xpath=False), remove_text=selector)
+            return _removal(selector)
         except ValueError as error:
             raise ValueError(f"{where}.remove: {error}") from None
     if isinstance(raw, Mapping) and set(raw) in ({"pattern"}, {"pattern", "replace"}):

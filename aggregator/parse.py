@@ -45,15 +45,13 @@ rendered. So summary and content keep the publisher's relative URLs.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import html
-import importlib.resources
 import io
 import re
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -71,6 +69,7 @@ from lxml import etree  # type: ignore[import-untyped]
 from aggregator.charset import to_utf8
 from aggregator.dating import zone_abbreviation_date
 from aggregator.errors import ParseError
+from aggregator.fingerprint import code_digest
 from aggregator.models import ENTRY_DIGEST_SIZE, Item, KnownEntries, ParsedFeed
 from aggregator.text import plain_text, shorten, xml_safe
 from aggregator.urls import HASH_KEY_PREFIX, item_key
@@ -90,23 +89,8 @@ def code_fingerprint(package: Traversable | None = None) -> bytes:
     missing one). Without sources to read (a frozen build), the program's
     version, which update.entry_context adds, has to do.
     """
-    code = hashlib.blake2b(digest_size=16)
-    with contextlib.suppress(OSError):
-        for name, source in _sources(package or importlib.resources.files("aggregator")):
-            code.update(f"{name}\x00{len(source)}\x00".encode())
-            code.update(source)
     versions = (feedparser.__version__, etree.LXML_VERSION, etree.LIBXML_VERSION, sys.version_info[:2])
-    code.update(repr(versions).encode())
-    return code.digest()
-
-
-def _sources(folder: Traversable, prefix: str = "") -> Iterator[tuple[str, bytes]]:
-    """(path, bytes) of every .py file under `folder`, in a fixed order: a folder on disk or in a zip."""
-    for entry in sorted(folder.iterdir(), key=lambda entry: entry.name):
-        if entry.is_dir():
-            yield from _sources(entry, f"{prefix}{entry.name}/")
-        elif entry.name.endswith(".py"):
-            yield f"{prefix}{entry.name}", entry.read_bytes()
+    return hashlib.blake2b(code_digest(package) + repr(versions).encode(), digest_size=16).digest()
 
 
 _CODE = code_fingerprint()

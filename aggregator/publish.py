@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
 
-from .config import Config
+from .config_file import Config
 from .layout import Listing, numbered_pages, page_of, page_window
 from .models import PublishResult, SiteConfig, StoredItem
 from .render.atom import render_atom

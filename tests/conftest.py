@@ -19,6 +19,14 @@ ATOM_RNG = SHARED / "schemas" / "atom.rng"
 POSTGRES_ENV = "AGGREGATOR_TEST_DATABASE_URL"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def config_cache_of_the_tests(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Commands the tests run keep their config cache (config_file.py) here, not in the user's home."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+        yield
+
+
 @pytest.fixture
 def feed_server() -> Iterator[FeedServer]:
     with running_feed_server() as server:
