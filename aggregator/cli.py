@@ -1,7 +1,8 @@
 """Command line: builds the objects, sets up logging, maps errors to exit codes.
 
 Exit codes: 0 success (a failing source is not a failing run), 1 unexpected
-error, 2 bad usage or bad config, 3 database unavailable.
+error, 2 bad usage or bad config, 3 database unavailable, 141 output closed
+early (`aggregator status | head`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import gc
 import importlib.util
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -27,6 +29,7 @@ from .store import Store, display_url
 log = logging.getLogger("aggregator")
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_STORE = 0, 1, 2, 3
+EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a program SIGPIPE ended: `... | head`
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,7 +92,13 @@ def run() -> None:
     to the operating system.
     """
     parser_processes_skip_this_script()
-    code = main()
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:  # `aggregator status | head`: the reader took what it wanted and left
+        # Python flushes stdout again at exit: /dev/null takes that, rather than a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = EXIT_BROKEN_PIPE
     gc.freeze()
     sys.exit(code)
 

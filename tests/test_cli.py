@@ -209,3 +209,22 @@ def test_incremental_publish_writes_only_what_a_new_item_touches(
             "tags/wire/index.html", "tags/wire/atom.xml",
         ]
     ), "the new page, and the front page and feed of each listing it is in; numbered pages stay"  # fmt: skip
+
+
+def test_status_into_a_pipe_closed_early_ends_quietly(tmp_path: Path, feed_server: FeedServer) -> None:
+    """`aggregator status | head -1`: the reader leaves before the table is written."""
+    config = _config(tmp_path, feed_server)
+    reader, writer = os.pipe()
+    os.close(reader)  # gone before the command writes a byte
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "aggregator", "-c", str(config), "status"],
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(writer)
+    assert done.returncode == 141
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr
