@@ -1,18 +1,18 @@
 """The config a command starts from: which file, where its paths point, and its validated content.
 
-Reading and validating the YAML (config.py: PyYAML and pydantic) costs a
-one-shot command more than a fifth of its start-up with 1,000 sources: a
-tenth of a poll in which nothing changed. So the validated config of an
-unchanged file is kept in a cache (one file per config path, under
-$XDG_CACHE_HOME/aggregator or ~/.cache/aggregator) and read back in a few
-milliseconds, without importing either library. An entry is used only when
-everything it came from is the same: the file's bytes, its path, the working
-directory, this program's code and the libraries that validated it.
+Importing PyYAML and pydantic and validating the YAML of 1,000 sources
+(config.py) took nearly a fifth of a one-shot poll in which nothing changed.
+So the validated config of an unchanged file is kept in a cache (one file
+per config path, under $XDG_CACHE_HOME/aggregator or ~/.cache/aggregator)
+and read back in a few milliseconds, without importing either library. An
+entry is used only when what it came from is the same: the file's bytes and
+path, this program's code, and the libraries that validated it (PyYAML,
+pydantic, lxml and cssselect for selectors, tzdata for time zones).
 
-What depends on the machine rather than on the file (the database URL from
-$AGGREGATOR_DATABASE_URL, relative paths resolved against the config file's
-folder, which may hold symbolic links) is worked out again at every start,
-so the cache never holds it.
+What depends on the machine rather than on the file is worked out again at
+every start: the database URL from $AGGREGATOR_DATABASE_URL, relative paths
+(resolved against the config file's folder, which may hold symbolic links),
+and whether the time zones the config names are still known.
 """
 
 from __future__ import annotations
@@ -23,18 +23,20 @@ import importlib.util
 import logging
 import os
 import pickle
+import stat
 import sys
 import tempfile
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from . import __version__
 from .errors import ConfigError
-from .fingerprint import code_digest
+from .fingerprint import own_code_digest
 from .models import SiteConfig, SourceConfig
 
 log = logging.getLogger(__name__)
@@ -43,8 +45,9 @@ DEFAULT_CONFIG_PATH = Path("config/sources.yaml")
 CONFIG_ENV = "AGGREGATOR_CONFIG"
 DATABASE_ENV = "AGGREGATOR_DATABASE_URL"
 CACHE_FORMAT = b"aggregator config cache 1"
-# What validates a config besides this package: an upgrade of one rewrites its files.
-_VALIDATING_LIBRARIES = ("yaml", "pydantic", "pydantic_core")
+# What validates a config besides this package (selectors, time zones): an upgrade of one rewrites
+# its folder.
+_VALIDATING_LIBRARIES = ("yaml", "pydantic", "pydantic_core", "lxml", "cssselect", "tzdata")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +106,8 @@ def load_config_cached(path: Path) -> Config:
     entry = _cache_entry(path)
     key = _key(path, text)
     config = _read_entry(entry, key) if entry is not None else None
+    if config is not None and not _zones_known(config):
+        config = None  # the machine's time zone data changed: a full read says which zone is gone
     if config is None:
         from .config import read_config  # PyYAML and pydantic: only when the cache cannot answer
 
@@ -112,26 +117,42 @@ def load_config_cached(path: Path) -> Config:
     return resolve_paths(replace(config, path=path))
 
 
+def _zones_known(config: Config) -> bool:
+    """Whether every time zone the config names is still known here (as config.py checked it)."""
+    try:
+        for zone in {config.site.timezone, *(source.timezone for source in config.sources)}:
+            ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True
+
+
 def _key(path: Path, text: bytes) -> bytes:
+    """What the validated config depends on, besides the machine (see the module)."""
     key = hashlib.blake2b(CACHE_FORMAT, digest_size=32)
     program = f"{__version__}\n{_libraries()}".encode("utf-8", "surrogateescape")
-    for part in (os.fsencode(os.getcwd()), os.fsencode(path), text, code_digest(), program):
+    for part in (os.fsencode(path), text, own_code_digest(), program):
         key.update(len(part).to_bytes(8, "big"))
         key.update(part)
     return key.digest()
 
 
 def _libraries() -> str:
-    """The Python version, and where and when each library that validates a config was installed."""
+    """The Python version, and where and when each library that validates a config was installed.
+
+    An upgrade removes and writes files in the package's folder, which
+    changes the folder's modification time even where the files keep theirs.
+    """
     found = [sys.version]
     for name in _VALIDATING_LIBRARIES:
         spec = importlib.util.find_spec(name)  # finds the package without importing it
         origin = spec.origin if spec is not None else None
-        try:
-            stat = os.stat(origin) if origin else None
-        except OSError:
-            stat = None
-        found.append(f"{name}:{origin}:{stat and stat.st_mtime_ns}:{stat and stat.st_size}")
+        installed = []
+        for place in (origin, os.path.dirname(origin)) if origin else ():
+            with contextlib.suppress(OSError):
+                status = os.stat(place)
+                installed.append(f"{status.st_mtime_ns}:{status.st_size}")
+        found.append(f"{name}:{origin}:{','.join(installed)}")
     return "\n".join(found)
 
 
@@ -139,17 +160,24 @@ def _cache_entry(path: Path) -> Path | None:
     """Where the cache keeps the config of `path`; None without a home folder to keep it in."""
     try:
         root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "aggregator"
-    except RuntimeError:  # no $HOME and no user entry: no cache
+        absolute = path.absolute()
+    except (RuntimeError, OSError):  # no $HOME and no user entry; a working directory deleted meanwhile
         return None
-    name = hashlib.blake2b(os.fsencode(path.absolute()), digest_size=16).hexdigest()
+    name = hashlib.blake2b(os.fsencode(absolute), digest_size=16).hexdigest()
     return root / f"config-{name}.pickle"
 
 
 def _read_entry(entry: Path, key: bytes) -> Config | None:
-    """The cached config if `entry` holds one for `key` and is this user's own file, else None."""
+    """The cached config if `entry` holds one for `key` and is this user's own file, else None.
+
+    A pickle runs code: only a regular file of this user's is read, never
+    one through a symbolic link, and never a FIFO that would block.
+    """
     try:
-        with open(entry, "rb") as handle:
-            if os.fstat(handle.fileno()).st_uid != os.getuid():  # a pickle runs code: only our own
+        descriptor = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(descriptor, "rb") as handle:
+            status = os.fstat(descriptor)
+            if not stat.S_ISREG(status.st_mode) or status.st_uid != os.getuid():
                 return None
             if handle.read(len(key)) != key:
                 return None

@@ -8,6 +8,7 @@ parser processes import it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.resources
 from collections.abc import Iterator
@@ -26,6 +27,12 @@ def code_digest(package: Traversable | None = None) -> bytes:
             code.update(f"{name}\x00{len(source)}\x00".encode())
             code.update(source)
     return code.digest()
+
+
+@functools.cache
+def own_code_digest() -> bytes:
+    """code_digest() of this package, read once per process (the config cache and the parser use it)."""
+    return code_digest()
 
 
 def _sources(folder: Traversable, prefix: str = "") -> Iterator[tuple[str, bytes]]:

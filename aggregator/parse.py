@@ -69,7 +69,7 @@ from lxml import etree  # type: ignore[import-untyped]
 from aggregator.charset import to_utf8
 from aggregator.dating import zone_abbreviation_date
 from aggregator.errors import ParseError
-from aggregator.fingerprint import code_digest
+from aggregator.fingerprint import code_digest, own_code_digest
 from aggregator.models import ENTRY_DIGEST_SIZE, Item, KnownEntries, ParsedFeed
 from aggregator.text import plain_text, shorten, xml_safe
 from aggregator.urls import HASH_KEY_PREFIX, item_key
@@ -90,7 +90,8 @@ def code_fingerprint(package: Traversable | None = None) -> bytes:
     version, which update.entry_context adds, has to do.
     """
     versions = (feedparser.__version__, etree.LXML_VERSION, etree.LIBXML_VERSION, sys.version_info[:2])
-    return hashlib.blake2b(code_digest(package) + repr(versions).encode(), digest_size=16).digest()
+    code = own_code_digest() if package is None else code_digest(package)
+    return hashlib.blake2b(code + repr(versions).encode(), digest_size=16).digest()
 
 
 _CODE = code_fingerprint()

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+import aggregator.config
 from aggregator.config import load_config
-from aggregator.config_file import load_config_cached
+from aggregator.config_file import Config, load_config_cached
 from aggregator.filters import SourceFilters
 
 CONFIG = """
@@ -20,15 +23,20 @@ site: {title: Cache test, base_url: "https://news.example.org/", language: zh}
 database: "sqlite:///state/aggregator.db"
 output: {dir: site}
 defaults: {interval: 10m, timeout: 5s}
-polling: {workers: 4}
+polling: {workers: 4, per_host: 3, lease: 10m, parse_processes: 0}
 categories: {world: {title: 世界}}
 sources:
-  - {name: wire, url: "https://wire.example.com/feed.xml", category: world, tags: [wire, 滚动]}
+  - name: wire
+    url: "https://wire.example.com/feed.xml"
+    category: world
+    tags: [wire, 滚动]
+    timezone: Asia/Shanghai
+    full_content: {selector: "div.article", remove: [".share"]}
   - name: filtered
     url: "https://other.example.com/rss"
     category: world
     exclude: ["(?i)sponsored"]
-    rewrite: [{pattern: "Read more.*", replace: ""}, {remove: "div.ad"}]
+    rewrite: [{pattern: "Read more.*", replace: "(more)"}, {remove: "div.ad"}]
 """
 
 # Loads the config as a command does and says what it got and whether it read the YAML.
@@ -59,6 +67,16 @@ def _probe(config: Path, cache: Path, cwd: Path, **env: str) -> dict[str, object
     return json.loads(done.stdout)  # type: ignore[no-any-return]
 
 
+def zoneinfo_file(zone: str) -> str:
+    """A compiled time zone file, from the tzdata package or the system."""
+    import importlib.resources
+
+    try:
+        return str(importlib.resources.files("tzdata.zoneinfo").joinpath(zone))
+    except ModuleNotFoundError:
+        return f"/usr/share/zoneinfo/{zone}"
+
+
 def _rewritten(filters: SourceFilters, html: str) -> str:
     for rule in filters.rewrite:
         html = rule.apply(html)
@@ -75,14 +93,34 @@ def test_an_unchanged_config_is_read_back_without_validating_it_again(tmp_path: 
     assert second["validated"] is False
     assert {**second, "validated": True} == first
     assert first["sources"] == [["wire", "world", ["wire", "滚动"], 600.0], ["filtered", "world", [], 600.0]]
-    # The cached config is the one a full read gives, and its rules work the same.
-    cached, read = load_config_cached(config), load_config(config)
-    assert cached.sources[0] == read.sources[0]
+
+
+def _without_filters(config: Config) -> Config:
+    """Compiled selectors compare by identity: filters are compared by what they do."""
+    return replace(config, sources=tuple(replace(source, filters=None) for source in config.sources))
+
+
+def test_the_cached_config_is_the_one_a_full_read_gives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG, encoding="utf-8")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    load_config_cached(config)  # a miss: read, validated and kept
+
+    def no_second_read(*_: object) -> Config:
+        raise AssertionError("the YAML was read again")
+
+    monkeypatch.setattr(aggregator.config, "read_config", no_second_read)
+    cached = load_config_cached(config)
+    monkeypatch.undo()
+    read = load_config(config)
+    assert _without_filters(cached) == _without_filters(read)
     cached_filters, read_filters = cached.sources[1].filters, read.sources[1].filters
     assert cached_filters is not None and read_filters is not None
     assert cached_filters.description() == read_filters.description()
     page = '<p>News.</p><div class="ad">Buy!</div><p>Read more at the source</p>'
-    assert _rewritten(cached_filters, page) == _rewritten(read_filters, page) == "<p>News.</p><p></p>"
+    assert _rewritten(cached_filters, page) == _rewritten(read_filters, page) == "<p>News.</p><p>(more)</p>"
 
 
 def test_a_changed_file_is_read_again(tmp_path: Path) -> None:
@@ -127,14 +165,59 @@ def test_the_database_url_and_relative_paths_are_worked_out_at_every_start(tmp_p
     assert elsewhere["database"] == "sqlite:////var/tmp/other.db"
 
 
-def test_the_same_relative_path_from_another_folder_is_another_config(tmp_path: Path) -> None:
+def test_one_relative_path_in_two_folders_points_into_each(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
-    for folder, workers in (("a", 4), ("b", 7)):
-        (tmp_path / folder).mkdir()
-        (tmp_path / folder / "config.yaml").write_text(CONFIG.replace("workers: 4", f"workers: {workers}"))
-    assert _probe(Path("config.yaml"), cache, tmp_path / "a")["workers"] == 4
-    assert _probe(Path("config.yaml"), cache, tmp_path / "b")["workers"] == 7
-    assert _probe(Path("config.yaml"), cache, tmp_path / "a")["workers"] == 4
+    for folder in ("a", "b", "a"):
+        (tmp_path / folder).mkdir(exist_ok=True)
+        (tmp_path / folder / "config.yaml").write_text(CONFIG, encoding="utf-8")
+        loaded = _probe(Path("config.yaml"), cache, tmp_path / folder)
+        assert loaded["database"] == f"sqlite:///{tmp_path / folder / 'state' / 'aggregator.db'}"
+
+
+def test_a_command_started_in_a_deleted_folder_still_runs(tmp_path: Path) -> None:
+    """A deploy may remove the folder a cron job's shell stood in."""
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG, encoding="utf-8")
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    command = "import os, sys; os.rmdir(os.getcwd()); from aggregator.cli import run; run()"
+    for _ in range(2):  # the second start reads the cache
+        done = subprocess.run(
+            [sys.executable, "-c", command, "-c", str(config), "status"],
+            cwd=gone if gone.exists() else tmp_path,
+            env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")},
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "wire" in done.stdout
+        gone.mkdir(exist_ok=True)
+
+
+def test_a_time_zone_gone_from_the_machine_is_a_config_error_even_when_cached(tmp_path: Path) -> None:
+    """Validation also depends on the machine's time zone data, which the file does not show."""
+    zones = tmp_path / "zones"
+    (zones / "Custom").mkdir(parents=True)
+    shutil.copy(Path(zoneinfo_file("Asia/Shanghai")), zones / "Custom" / "Zone")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        CONFIG.replace("language: zh}", "language: zh, timezone: Custom/Zone}"), encoding="utf-8"
+    )
+    environment = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+
+    def command(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "aggregator", "-c", str(config), *args],
+            env={**environment, **env},
+            capture_output=True,
+            text=True,
+        )
+
+    assert command("status", PYTHONTZPATH=str(zones)).returncode == 0  # validated and kept
+    for args in (["status"], ["check"]):
+        gone = command(*args)
+        assert gone.returncode == 2, gone.stderr
+        assert "unknown time zone 'Custom/Zone'" in gone.stderr
 
 
 def test_a_damaged_or_unwritable_cache_only_costs_a_full_read(tmp_path: Path) -> None:
