@@ -13,6 +13,7 @@ import importlib.util
 import json
 import logging
 import os
+import select
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -94,13 +95,27 @@ def run() -> None:
     parser_processes_skip_this_script()
     try:
         code = main()
-        sys.stdout.flush()
-    except BrokenPipeError:  # `aggregator status | head`: the reader took what it wanted and left
-        # Python flushes stdout again at exit: /dev/null takes that, rather than a traceback.
+        if sys.stdout is not None:  # None when started with stdout closed (`>&-`)
+            sys.stdout.flush()
+    except BrokenPipeError:
+        if not _stdout_reader_gone():  # a broken pipe elsewhere is a bug to see, not a reader leaving
+            raise
+        # `aggregator status | head`: the reader took what it wanted and left. Python flushes
+        # stdout again at exit: /dev/null takes that, rather than a traceback.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = EXIT_BROKEN_PIPE
     gc.freeze()
     sys.exit(code)
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reading end is closed (poll reports POLLERR for it)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _fd, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no stdout, or not a file
+        return False
 
 
 def parser_processes_skip_this_script() -> None:

@@ -45,9 +45,12 @@ DEFAULT_CONFIG_PATH = Path("config/sources.yaml")
 CONFIG_ENV = "AGGREGATOR_CONFIG"
 DATABASE_ENV = "AGGREGATOR_DATABASE_URL"
 CACHE_FORMAT = b"aggregator config cache 1"
-# What validates a config besides this package (selectors, time zones): an upgrade of one rewrites
-# its folder.
-_VALIDATING_LIBRARIES = ("yaml", "pydantic", "pydantic_core", "lxml", "cssselect", "tzdata")
+# What validates a config besides this package (pydantic and what its constraints use; lxml and
+# cssselect compile selectors; tzdata holds time zones).
+_VALIDATING_LIBRARIES = (
+    "yaml", "pydantic", "pydantic_core", "annotated_types", "typing_extensions", "typing_inspection",
+    "lxml", "cssselect", "tzdata",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +107,11 @@ def load_config_cached(path: Path) -> Config:
     except OSError as error:
         raise ConfigError(f"{path}: cannot read config: {error.strerror or error}") from None
     entry = _cache_entry(path)
-    key = _key(path, text)
+    try:
+        key = _key(path, text)
+    except Exception as error:  # e.g. an import finder that fails: no cache, never a failure
+        log.debug("config cache not used: %s", error)
+        entry = None
     config = _read_entry(entry, key) if entry is not None else None
     if config is not None and not _zones_known(config):
         config = None  # the machine's time zone data changed: a full read says which zone is gone
@@ -138,21 +145,17 @@ def _key(path: Path, text: bytes) -> bytes:
 
 
 def _libraries() -> str:
-    """The Python version, and where and when each library that validates a config was installed.
-
-    An upgrade removes and writes files in the package's folder, which
-    changes the folder's modification time even where the files keep theirs.
-    """
+    """The Python version, and where and when each library that validates a config was installed
+    (its module file: an installer writes it anew, with the time it did)."""
     found = [sys.version]
     for name in _VALIDATING_LIBRARIES:
-        spec = importlib.util.find_spec(name)  # finds the package without importing it
+        spec = importlib.util.find_spec(name)  # finds the module without importing it
         origin = spec.origin if spec is not None else None
-        installed = []
-        for place in (origin, os.path.dirname(origin)) if origin else ():
-            with contextlib.suppress(OSError):
-                status = os.stat(place)
-                installed.append(f"{status.st_mtime_ns}:{status.st_size}")
-        found.append(f"{name}:{origin}:{','.join(installed)}")
+        installed = ""
+        with contextlib.suppress(OSError, TypeError):
+            status = os.stat(origin)  # type: ignore[arg-type]  # None (not installed) is a TypeError
+            installed = f"{status.st_mtime_ns}:{status.st_size}"
+        found.append(f"{name}:{origin}:{installed}")
     return "\n".join(found)
 
 
@@ -175,16 +178,22 @@ def _read_entry(entry: Path, key: bytes) -> Config | None:
     """
     try:
         descriptor = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:  # none yet, a symbolic link, not ours to read...
+        return None
+    try:
+        status = os.fstat(descriptor)
+        usable = stat.S_ISREG(status.st_mode) and status.st_uid == os.getuid()
+    except OSError:
+        usable = False
+    if not usable:
+        os.close(descriptor)
+        return None
+    try:
         with os.fdopen(descriptor, "rb") as handle:
-            status = os.fstat(descriptor)
-            if not stat.S_ISREG(status.st_mode) or status.st_uid != os.getuid():
-                return None
             if handle.read(len(key)) != key:
                 return None
             config = pickle.load(handle)
-    except FileNotFoundError:
-        return None
-    except Exception as error:  # a damaged or foreign entry is a miss, never a failure
+    except Exception as error:  # a damaged entry is a miss, never a failure
         log.debug("config cache %s unusable: %s", entry, error)
         return None
     return config if isinstance(config, Config) else None

@@ -228,3 +228,16 @@ def test_status_into_a_pipe_closed_early_ends_quietly(tmp_path: Path, feed_serve
         os.close(writer)
     assert done.returncode == 141
     assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr
+
+
+def test_a_command_started_without_stdout_still_reports_its_errors(tmp_path: Path) -> None:
+    """`aggregator status >&-` in a crontab: Python has no sys.stdout then."""
+    done = subprocess.run(
+        ["sh", "-c", 'exec "$0" "$@" >&-', sys.executable, "-m", "aggregator",
+         "-c", str(tmp_path / "missing.yaml"), "status"],
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "cannot read config" in done.stderr and "Traceback" not in done.stderr

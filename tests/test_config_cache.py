@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zoneinfo
 from dataclasses import replace
 from pathlib import Path
 
@@ -61,7 +62,12 @@ def _probe(config: Path, cache: Path, cwd: Path, **env: str) -> dict[str, object
     environment = {key: value for key, value in os.environ.items() if key != "AGGREGATOR_DATABASE_URL"}
     environment |= {"XDG_CACHE_HOME": str(cache), **env}
     done = subprocess.run(
-        [sys.executable, "-c", PROBE, str(config)], env=environment, cwd=cwd, capture_output=True, text=True
+        [sys.executable, "-c", PROBE, str(config)],
+        env=environment,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)  # type: ignore[no-any-return]
@@ -191,6 +197,7 @@ def test_a_command_started_in_a_deleted_folder_still_runs(tmp_path: Path) -> Non
         )
         assert done.returncode == 0, done.stderr
         assert "wire" in done.stdout
+        assert len(list((tmp_path / "cache" / "aggregator").glob("config-*.pickle"))) == 1
         gone.mkdir(exist_ok=True)
 
 
@@ -213,7 +220,8 @@ def test_a_time_zone_gone_from_the_machine_is_a_config_error_even_when_cached(tm
             text=True,
         )
 
-    assert command("status", PYTHONTZPATH=str(zones)).returncode == 0  # validated and kept
+    with_zones = os.pathsep.join([str(zones), *zoneinfo.TZPATH])
+    assert command("status", PYTHONTZPATH=with_zones).returncode == 0  # validated and kept
     for args in (["status"], ["check"]):
         gone = command(*args)
         assert gone.returncode == 2, gone.stderr
@@ -243,4 +251,20 @@ def test_an_entry_another_user_wrote_is_not_loaded(tmp_path: Path) -> None:
     _probe(config, cache, tmp_path)
     (entry,) = (cache / "aggregator").iterdir()
     os.chown(entry, 65534, 65534)
+    assert _probe(config, cache, tmp_path)["validated"] is True
+
+
+def test_an_entry_that_is_a_fifo_or_a_link_is_not_read(tmp_path: Path) -> None:
+    """A FIFO would block the command; a link may point at anything."""
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG, encoding="utf-8")
+    cache = tmp_path / "cache"
+    _probe(config, cache, tmp_path)
+    (entry,) = (cache / "aggregator").iterdir()
+    kept = tmp_path / "kept.pickle"
+    entry.rename(kept)
+    os.mkfifo(entry)
+    assert _probe(config, cache, tmp_path)["validated"] is True  # and it did not block (timeout)
+    entry.unlink()
+    entry.symlink_to(kept)
     assert _probe(config, cache, tmp_path)["validated"] is True

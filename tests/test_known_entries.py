@@ -224,6 +224,7 @@ def test_the_code_fingerprint_covers_every_module_in_a_folder_or_a_zip(tmp_path:
     )
     before = code_fingerprint(package)
     assert before == code_fingerprint(package) == code_fingerprint(importlib.resources.files("aggregator"))
+    assert code_fingerprint() == code_fingerprint(importlib.resources.files("aggregator"))
     archive = tmp_path / "aggregator.zip"
     with zipfile.ZipFile(archive, "w") as zipped:
         for path in sorted(package.rglob("*")):
