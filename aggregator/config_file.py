@@ -107,19 +107,15 @@ def load_config_cached(path: Path) -> Config:
     except OSError as error:
         raise ConfigError(f"{path}: cannot read config: {error.strerror or error}") from None
     entry = _cache_entry(path)
-    try:
-        key = _key(path, text)
-    except Exception as error:  # e.g. an import finder that fails: no cache, never a failure
-        log.debug("config cache not used: %s", error)
-        entry = None
-    config = _read_entry(entry, key) if entry is not None else None
+    key = _key(path, text) if entry is not None else None  # no work for a cache there is nowhere to keep
+    config = _read_entry(entry, key) if entry is not None and key is not None else None
     if config is not None and not _zones_known(config):
         config = None  # the machine's time zone data changed: a full read says which zone is gone
     if config is None:
         from .config import read_config  # PyYAML and pydantic: only when the cache cannot answer
 
         config = read_config(path, text)
-        if entry is not None:
+        if entry is not None and key is not None:
             _write_entry(entry, key, config)
     return resolve_paths(replace(config, path=path))
 
@@ -134,11 +130,17 @@ def _zones_known(config: Config) -> bool:
     return True
 
 
-def _key(path: Path, text: bytes) -> bytes:
-    """What the validated config depends on, besides the machine (see the module)."""
+def _key(path: Path, text: bytes) -> bytes | None:
+    """What the validated config depends on, besides the machine (see the module); None if that
+    cannot be told (an import finder that fails, say): no cache then, never a failure."""
+    try:
+        program = f"{__version__}\n{_libraries()}".encode("utf-8", "surrogateescape")
+        parts = (os.fsencode(path), text, own_code_digest(), program)
+    except Exception as error:
+        log.debug("config cache not used: %s", error)
+        return None
     key = hashlib.blake2b(CACHE_FORMAT, digest_size=32)
-    program = f"{__version__}\n{_libraries()}".encode("utf-8", "surrogateescape")
-    for part in (os.fsencode(path), text, own_code_digest(), program):
+    for part in parts:
         key.update(len(part).to_bytes(8, "big"))
         key.update(part)
     return key.digest()

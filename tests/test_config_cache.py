@@ -228,12 +228,19 @@ def test_a_time_zone_gone_from_the_machine_is_a_config_error_even_when_cached(tm
         assert "unknown time zone 'Custom/Zone'" in gone.stderr
 
 
-def test_a_damaged_or_unwritable_cache_only_costs_a_full_read(tmp_path: Path) -> None:
+def _kept_entry(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """(config file, cache folder, the entry a first start kept for it)."""
     config = tmp_path / "config.yaml"
     config.write_text(CONFIG, encoding="utf-8")
     cache = tmp_path / "cache"
-    expected = _probe(config, cache, tmp_path)
+    _probe(config, cache, tmp_path)
     (entry,) = (cache / "aggregator").iterdir()
+    return config, cache, entry
+
+
+def test_a_damaged_or_unwritable_cache_only_costs_a_full_read(tmp_path: Path) -> None:
+    config, cache, entry = _kept_entry(tmp_path)
+    expected = {**_probe(config, cache, tmp_path), "validated": True}  # what a full read gives
     entry.write_bytes(entry.read_bytes()[:100])  # cut short, as by a full disk
     assert _probe(config, cache, tmp_path) == expected  # read in full, and written again
     assert _probe(config, cache, tmp_path) == {**expected, "validated": False}
@@ -245,22 +252,14 @@ def test_a_damaged_or_unwritable_cache_only_costs_a_full_read(tmp_path: Path) ->
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
 def test_an_entry_another_user_wrote_is_not_loaded(tmp_path: Path) -> None:
     """Loading a pickle runs code: only the user's own entries are read."""
-    config = tmp_path / "config.yaml"
-    config.write_text(CONFIG, encoding="utf-8")
-    cache = tmp_path / "cache"
-    _probe(config, cache, tmp_path)
-    (entry,) = (cache / "aggregator").iterdir()
+    config, cache, entry = _kept_entry(tmp_path)
     os.chown(entry, 65534, 65534)
     assert _probe(config, cache, tmp_path)["validated"] is True
 
 
 def test_an_entry_that_is_a_fifo_or_a_link_is_not_read(tmp_path: Path) -> None:
     """A FIFO would block the command; a link may point at anything."""
-    config = tmp_path / "config.yaml"
-    config.write_text(CONFIG, encoding="utf-8")
-    cache = tmp_path / "cache"
-    _probe(config, cache, tmp_path)
-    (entry,) = (cache / "aggregator").iterdir()
+    config, cache, entry = _kept_entry(tmp_path)
     kept = tmp_path / "kept.pickle"
     entry.rename(kept)
     os.mkfifo(entry)
